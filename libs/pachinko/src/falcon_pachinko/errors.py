@@ -1,0 +1,51 @@
+"""Exceptions raised by falcon_pachinko.
+
+::
+
+    PachinkoError(Exception)
+    ├── HandlerConfigurationError(PachinkoError, TypeError)
+    │       a resource class declares its handlers wrongly (raised at class creation)
+    ├── ConnectionClosed(PachinkoError, falcon.WebSocketDisconnected)
+    │       an operation needs an open connection and this one is closed
+    │       (catching Falcon's WebSocketDisconnected or ConnectionError catches it)
+    └── BackendError(PachinkoError, RuntimeError)
+            the backend could not carry out an operation
+
+Errors a peer causes (bad JSON, unknown message types, invalid payloads) are never
+raised into user code: they are routed to the resource's hooks.
+"""
+
+from __future__ import annotations
+
+import falcon.errors
+
+__all__ = [
+    "BackendError",
+    "ConnectionClosed",
+    "HandlerConfigurationError",
+    "PachinkoError",
+]
+
+
+class PachinkoError(Exception):
+    """Root of every exception falcon_pachinko raises."""
+
+
+class HandlerConfigurationError(PachinkoError, TypeError):
+    """A ``WebSocketResource`` subclass declares its message handlers wrongly."""
+
+
+class ConnectionClosed(PachinkoError, falcon.errors.WebSocketDisconnected):
+    """The connection is closed, so the operation cannot be carried out.
+
+    Attributes:
+        code: The close code of the connection.
+    """
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.args = (f"connection closed with code {code}",)
+
+
+class BackendError(PachinkoError, RuntimeError):
+    """The connection manager's backend failed to carry out an operation."""

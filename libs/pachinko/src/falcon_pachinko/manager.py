@@ -1,0 +1,221 @@
+"""The connection manager: this process's sockets and their rooms.
+
+The manager is the only owner of local membership. It subscribes its backend to a
+room when the first local connection joins it and unsubscribes when the last one
+leaves, so a process holds exactly one subscription per room. A room with no
+members does not exist: it is listed nowhere.
+
+Broadcasting encodes a message once; the backend carries those bytes to every
+process with members in the room, and each process decodes them to text once and
+offers that same string to each local member's outbound queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+import structlog
+
+from .backends.base import Backend, BackendSink, Member
+from .backends.memory import InProcessBackend
+from .connection import Connection, ConnectionLimits, encode_text
+
+__all__ = ["WebSocketConnectionManager"]
+
+log = structlog.get_logger(__name__)
+
+PresenceFn = Callable[[Connection], str | None]
+
+
+class WebSocketConnectionManager(BackendSink):
+    """Tracks this process's connections and routes room traffic through a backend.
+
+    Args:
+        backend: Where room traffic and membership go; the in-process backend when
+            ``None``.
+        limits: Outbound queue bounds applied to every connection.
+    """
+
+    def __init__(
+        self, backend: Backend | None = None, *, limits: ConnectionLimits | None = None
+    ) -> None:
+        self.backend: Final[Backend] = backend if backend is not None else InProcessBackend()
+        self.limits: Final = limits if limits is not None else ConnectionLimits()
+        self._connections: dict[str, Connection] = {}
+        self._presence: dict[str, str | None] = {}
+        self._rooms: dict[str, dict[str, Connection]] = {}
+        self._memberships: dict[str, set[str]] = {}
+        # Serialises subscribe/unsubscribe per room; entries live while in use.
+        self._room_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the backend. Called at ASGI startup by :func:`install`."""
+        if not self._started:
+            await self.backend.start(self)
+            self._started = True
+
+    async def stop(self) -> None:
+        """Close every local connection (1012, service restart) and stop the backend."""
+        for conn in list(self._connections.values()):
+            conn.abort(1012, "server shutting down")
+        for conn in list(self._connections.values()):
+            await conn.finish()
+        if self._started:
+            await self.backend.stop()
+            self._started = False
+
+    # -- registry (used by the route adapter) --------------------------------
+
+    def register(self, conn: Connection, presence: str | None = None) -> None:
+        """Make ``conn`` known to the manager (before ``on_connect`` runs)."""
+        self._connections[conn.id] = conn
+        self._presence[conn.id] = presence
+        self._memberships[conn.id] = set()
+
+    def set_presence(self, conn: Connection, presence: str | None) -> None:
+        """Attach an application label (a user name, say) reported with memberships."""
+        self._presence[conn.id] = presence
+
+    async def unregister(self, conn: Connection) -> None:
+        """Forget ``conn``, leaving every room it is still in."""
+        for room in sorted(self._memberships.get(conn.id, ())):
+            await self.leave_room(conn, room)
+        self._connections.pop(conn.id, None)
+        self._presence.pop(conn.id, None)
+        self._memberships.pop(conn.id, None)
+
+    def rooms_of(self, conn: Connection) -> frozenset[str]:
+        """The rooms ``conn`` is a member of."""
+        return frozenset(self._memberships.get(conn.id, ()))
+
+    # -- rooms ---------------------------------------------------------------
+
+    async def join_room(self, conn: Connection, room: str) -> None:
+        """Add ``conn`` to ``room``; room traffic reaches it once this returns.
+
+        Joining a room twice is a no-op.
+
+        Raises:
+            ValueError: ``room`` is empty or ``conn`` is not registered.
+        """
+        _check_room(room)
+        if conn.id not in self._connections:
+            raise ValueError("connection is not registered with this manager")
+        if room in self._memberships[conn.id]:
+            return
+        async with self._lock(room):
+            members = self._rooms.get(room)
+            if members is None:
+                await self.backend.subscribe(room)
+                members = self._rooms[room] = {}
+            members[conn.id] = conn
+            self._memberships[conn.id].add(room)
+        await self.backend.member_joined(room, self._member(conn))
+
+    async def leave_room(self, conn: Connection, room: str) -> None:
+        """Remove ``conn`` from ``room``. Leaving a room one is not in is a no-op."""
+        memberships = self._memberships.get(conn.id)
+        if memberships is None or room not in memberships:
+            return
+        memberships.discard(room)
+        async with self._lock(room):
+            members = self._rooms.get(room, {})
+            members.pop(conn.id, None)
+            if not members and room in self._rooms:
+                del self._rooms[room]
+                await self.backend.unsubscribe(room)
+        await self.backend.member_left(room, self._member(conn))
+
+    async def broadcast_to_room(
+        self, room: str, message: object, *, exclude: str | None = None
+    ) -> None:
+        """Send ``message`` to every member of ``room`` in every process.
+
+        Args:
+            room: The room name.
+            message: A JSON-encodable object (dict, list, ``msgspec.Struct``...), or
+                ``str``/``bytes`` holding JSON text already encoded.
+            exclude: The id of a connection that must not receive it.
+        """
+        _check_room(room)
+        await self.backend.publish(room, encode_text(message), exclude=exclude)
+
+    async def send_to_connection(self, connection_id: str, message: object) -> bool:
+        """Send ``message`` to one connection, local or (with a networked backend) remote.
+
+        Returns:
+            ``True`` if the message was queued for the connection.
+        """
+        data = encode_text(message)
+        if self.deliver_to_connection(connection_id, data):
+            return True
+        return await self.backend.send_to_connection(connection_id, data)
+
+    async def get_rooms_by_prefix(self, prefix: str) -> list[str]:
+        """List every non-empty room, cluster-wide, whose name starts with ``prefix``."""
+        return await self.backend.rooms_by_prefix(prefix)
+
+    async def room_members(self, room: str) -> list[Member]:
+        """List every member of ``room``, cluster-wide."""
+        return await self.backend.room_members(room)
+
+    async def connections(self, room: str | None = None) -> AsyncIterator[Connection]:
+        """Iterate over a snapshot of this process's open connections.
+
+        Args:
+            room: Only connections that are members of this room, if given.
+        """
+        source = self._connections if room is None else self._rooms.get(room, {})
+        for conn in list(source.values()):
+            if not conn.closed:
+                yield conn
+
+    def local_rooms(self) -> list[str]:
+        """Names of the rooms that have members in this process."""
+        return sorted(self._rooms)
+
+    # -- BackendSink ---------------------------------------------------------
+
+    def deliver(self, room: str, data: bytes, exclude: str | None) -> None:
+        members = self._rooms.get(room)
+        if not members:
+            return
+        text = data.decode()
+        for conn_id, conn in list(members.items()):
+            if conn_id != exclude:
+                conn.offer_text(text)
+
+    def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
+        conn = self._connections.get(connection_id)
+        return conn is not None and conn.offer_text(data.decode())
+
+    # -- internals -----------------------------------------------------------
+
+    def _member(self, conn: Connection) -> Member:
+        return Member(connection_id=conn.id, presence=self._presence.get(conn.id))
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, room: str) -> AsyncIterator[None]:
+        entry = self._room_locks.get(room)
+        if entry is None:
+            entry = self._room_locks[room] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._room_locks[room]
+
+
+def _check_room(room: str) -> None:
+    if not isinstance(room, str) or not room:
+        raise ValueError("a room name is a non-empty string")

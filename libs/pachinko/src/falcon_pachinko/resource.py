@@ -1,0 +1,146 @@
+"""``WebSocketResource``: one instance per connection, with rooms and typed dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+import structlog
+
+from .dispatch import HandlerSpec, build_registry
+
+if TYPE_CHECKING:
+    import falcon.asgi
+
+    from .connection import Connection, WebSocketLike
+    from .manager import WebSocketConnectionManager
+
+__all__ = ["WebSocketResource"]
+
+log = structlog.get_logger(__name__)
+
+
+class WebSocketResource:
+    """Base class of WebSocket resources.
+
+    The library creates one instance per connection, passing the extra arguments
+    given to ``app.add_websocket_route`` to the constructor. Then:
+
+    1. :meth:`on_connect` runs before the handshake is accepted; returning
+       ``False`` rejects it with HTTP 403.
+    2. Each received frame goes to the ``@handles_message`` handler of its
+       ``type``, or to :meth:`on_unhandled` / :meth:`on_invalid_message`.
+       Frames from one connection are handled one at a time, in order.
+    3. :meth:`on_disconnect` runs exactly once when the connection ends, whoever
+       closed it. The connection then leaves every room it is still in.
+
+    Attributes:
+        schema: Optional msgspec tagged union (``tag_field="type"``) of whole
+            messages; handlers for its tags receive the decoded message struct.
+    """
+
+    schema: ClassVar[Any] = None
+    _pachinko_handlers: ClassVar[dict[str, HandlerSpec]] = {}
+
+    _pachinko_conn: Connection
+    _pachinko_manager: WebSocketConnectionManager
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._pachinko_handlers = build_registry(cls)
+
+    # -- hooks ---------------------------------------------------------------
+
+    if TYPE_CHECKING:
+        # Subclasses name the URI template fields they take (``room_name: str``),
+        # which no fixed signature here could allow; type checkers see a callable.
+        on_connect: Callable[..., Awaitable[bool]]
+    else:
+
+        async def on_connect(
+            self, req: falcon.asgi.Request, ws: WebSocketLike, **params: Any
+        ) -> bool:
+            """Decide whether to accept the connection. Accepts by default.
+
+            URI template fields arrive as keyword arguments. Messages sent through
+            ``ws`` here reach the client first, right after the accept.
+            """
+            return True
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        """Called exactly once when the connection ends."""
+
+    async def on_unhandled(self, ws: WebSocketLike, message: str | bytes) -> None:
+        """Receive a frame that is not JSON, has no string ``type``, or has no handler."""
+
+    async def on_invalid_message(
+        self,
+        ws: WebSocketLike,
+        message_type: str,
+        error: msgspec.ValidationError,
+        message: str | bytes,
+    ) -> None:
+        """Receive a message of a handled type whose payload failed validation.
+
+        The default passes the raw frame to :meth:`on_unhandled`.
+        """
+        await self.on_unhandled(ws, message)
+
+    async def on_handler_error(
+        self, ws: WebSocketLike, message_type: str, error: Exception
+    ) -> None:
+        """Called after a handler raised (the exception is already logged).
+
+        The connection stays open. The default does nothing more.
+        """
+
+    # -- connection and rooms ------------------------------------------------
+
+    @property
+    def connection_id(self) -> str:
+        """Cluster-unique id of this resource's connection."""
+        return self._pachinko_conn.id
+
+    @property
+    def ws(self) -> WebSocketLike:
+        """This resource's connection."""
+        return self._pachinko_conn
+
+    @property
+    def connection_manager(self) -> WebSocketConnectionManager:
+        """The manager this resource's connection is registered with."""
+        return self._pachinko_manager
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is a member of."""
+        return self._pachinko_manager.rooms_of(self._pachinko_conn)
+
+    def set_presence(self, presence: str | None) -> None:
+        """Label this connection (with a user name, say) in membership reports.
+
+        Call it before joining rooms so that every report carries the label.
+        """
+        self._pachinko_manager.set_presence(self._pachinko_conn, presence)
+
+    async def join_room(self, room: str) -> None:
+        """Join ``room``; its traffic reaches this connection once this returns."""
+        await self._pachinko_manager.join_room(self._pachinko_conn, room)
+
+    async def leave_room(self, room: str) -> None:
+        """Leave ``room``. Leaving a room this connection is not in does nothing."""
+        await self._pachinko_manager.leave_room(self._pachinko_conn, room)
+
+    async def broadcast_to_room(
+        self, room: str, message: object, exclude_self: bool = False
+    ) -> None:
+        """Send ``message`` to every member of ``room``, in every process.
+
+        Args:
+            room: The room name. This connection need not be a member.
+            message: A JSON-encodable object, or ``str``/``bytes`` of encoded JSON.
+            exclude_self: Skip this connection (and only this one).
+        """
+        exclude = self._pachinko_conn.id if exclude_self else None
+        await self._pachinko_manager.broadcast_to_room(room, message, exclude=exclude)

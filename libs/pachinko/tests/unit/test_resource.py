@@ -1,0 +1,157 @@
+"""WebSocketResource lifecycle over Falcon's in-memory WebSocket simulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import falcon.asgi
+import falcon.errors
+import falcon.testing
+import pytest
+import structlog
+
+import falcon_pachinko
+from falcon_pachinko import WebSocketLike, WebSocketResource, handles_message
+
+
+class Recorder:
+    """Collects what resources report, shared through the route's constructor args."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+
+class Room(WebSocketResource):
+    def __init__(self, recorder: Recorder, *, greeting: str = "hi") -> None:
+        self.recorder = recorder
+        self.greeting = greeting
+
+    async def on_connect(self, req: Any, ws: WebSocketLike, name: str) -> bool:
+        self.recorder.events.append(("connect", name))
+        if req.get_param("deny"):
+            await ws.send_media({"type": "never-sent"})
+            return False
+        await self.join_room(name)
+        # Room traffic that arrives during the handshake must queue behind the
+        # direct sends below.
+        await self.broadcast_to_room(name, {"type": "roomTraffic"})
+        await ws.send_media({"type": "welcome", "payload": {"text": self.greeting}})
+        await ws.send_media({"type": "welcome2"})
+        return True
+
+    @handles_message("echo")
+    async def echo(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        await ws.send_media({"type": "echoed", "payload": payload})
+
+    @handles_message("explode")
+    async def explode(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("handler bug")
+
+    @handles_message("bye")
+    async def bye(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        await ws.send_media({"type": "farewell"})
+        await ws.close(4100, "bye")
+
+    async def on_handler_error(
+        self, ws: WebSocketLike, message_type: str, error: Exception
+    ) -> None:
+        await ws.send_media({"type": "error", "payload": {"for": message_type}})
+
+    async def on_unhandled(self, ws: WebSocketLike, message: str | bytes) -> None:
+        self.recorder.events.append(("unhandled", message))
+        await ws.send_media({"type": "unhandled"})
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        self.recorder.events.append(("disconnect", close_code))
+        if self.recorder.events[0] == ("connect", "raise-on-disconnect"):
+            raise RuntimeError("disconnect hook bug")
+
+
+def make_app(recorder: Recorder) -> falcon.asgi.App:
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app)
+    app.add_websocket_route("/ws/{name}", Room, recorder, greeting="hello")  # type: ignore[attr-defined]
+    return app
+
+
+async def test_direct_sends_in_on_connect_arrive_first_and_in_order() -> None:
+    recorder = Recorder()
+    async with falcon.testing.ASGIConductor(make_app(recorder)) as conductor:
+        async with conductor.simulate_ws("/ws/lobby") as ws:
+            assert await ws.receive_json() == {"type": "welcome", "payload": {"text": "hello"}}
+            assert await ws.receive_json() == {"type": "welcome2"}
+            assert await ws.receive_json() == {"type": "roomTraffic"}
+    assert recorder.events == [("connect", "lobby"), ("disconnect", 1000)]
+
+
+async def test_on_connect_false_rejects_and_sends_nothing() -> None:
+    recorder = Recorder()
+    app = make_app(recorder)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        # Falcon's simulator reports a denied handshake as close code 3403 (HTTP 403).
+        with pytest.raises(falcon.errors.WebSocketDisconnected) as denied:
+            async with conductor.simulate_ws("/ws/lobby", query_string="deny=1"):
+                pass
+        assert denied.value.code == 3403
+    assert recorder.events == [("connect", "lobby")]  # no on_disconnect for a rejected one
+    assert app.ws_connection_manager.local_rooms() == []  # type: ignore[attr-defined]
+
+
+async def test_handler_exception_is_logged_and_the_connection_stays_open() -> None:
+    recorder = Recorder()
+    async with falcon.testing.ASGIConductor(make_app(recorder)) as conductor:
+        async with conductor.simulate_ws("/ws/lobby") as ws:
+            for _ in range(3):
+                await ws.receive_json()
+            with structlog.testing.capture_logs() as logs:
+                await ws.send_json({"type": "explode"})
+                assert await ws.receive_json() == {"type": "error", "payload": {"for": "explode"}}
+            await ws.send_json({"type": "echo", "payload": {"still": "here"}})
+            assert await ws.receive_json() == {"type": "echoed", "payload": {"still": "here"}}
+    failure = next(e for e in logs if e["event"] == "pachinko.handler_failed")
+    assert failure["message_type"] == "explode" and failure["exc_info"] is True
+
+
+async def test_unhandled_frames_reach_on_unhandled_raw() -> None:
+    recorder = Recorder()
+    async with falcon.testing.ASGIConductor(make_app(recorder)) as conductor:
+        async with conductor.simulate_ws("/ws/lobby") as ws:
+            for _ in range(3):
+                await ws.receive_json()
+            await ws.send_text("not json")
+            await ws.send_data(b"\x00\x01")
+            await ws.send_json({"type": "nobody-handles-this"})
+            for _ in range(3):
+                assert await ws.receive_json() == {"type": "unhandled"}
+    unhandled = [e[1] for e in recorder.events if e[0] == "unhandled"]
+    assert unhandled == ["not json", b"\x00\x01", '{"type": "nobody-handles-this"}']
+
+
+async def test_server_close_flushes_queue_and_calls_on_disconnect_once() -> None:
+    recorder = Recorder()
+    async with falcon.testing.ASGIConductor(make_app(recorder)) as conductor:
+        async with conductor.simulate_ws("/ws/lobby") as ws:
+            for _ in range(3):
+                await ws.receive_json()
+            await ws.send_json({"type": "bye"})
+            assert await ws.receive_json() == {"type": "farewell"}
+            with pytest.raises(falcon.errors.WebSocketDisconnected):
+                await ws.receive_json()
+            assert ws.close_code == 4100
+    assert recorder.events.count(("disconnect", 4100)) == 1
+    assert [e for e in recorder.events if e[0] == "disconnect"] == [("disconnect", 4100)]
+
+
+async def test_rooms_are_left_even_if_on_disconnect_raises() -> None:
+    recorder = Recorder()
+    app = make_app(recorder)
+    manager = app.ws_connection_manager  # type: ignore[attr-defined]
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        with structlog.testing.capture_logs() as logs:
+            async with conductor.simulate_ws("/ws/raise-on-disconnect") as ws:
+                await ws.receive_json()
+                assert await manager.get_rooms_by_prefix("") == ["raise-on-disconnect"]
+    assert any(e["event"] == "pachinko.hook_failed" and e["hook"] == "on_disconnect" for e in logs)
+    assert await manager.get_rooms_by_prefix("") == []
+    assert manager.local_rooms() == []

@@ -1,0 +1,173 @@
+"""Client-to-server and server-to-client messages, as msgspec structs.
+
+Every message is a JSON object ``{"type": ..., "payload": {...}}``. Inbound
+messages are strict (unknown fields and wrong types are rejected) and decoded from
+untrusted bytes only through :data:`client_decoder`. Outbound messages are
+encoded once, where they are produced, with :func:`encode`.
+
+Schema evolution: new fields get defaults; a field's type never changes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from .names import UserName
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "ClientMessage",
+    "ClientSendMessage",
+    "ClientStartTyping",
+    "ClientStopTyping",
+    "ErrorCode",
+    "EmptyPayload",
+    "ErrorPayload",
+    "NewMessagePayload",
+    "SendMessagePayload",
+    "ServerError",
+    "ServerMessage",
+    "ServerNewMessage",
+    "ServerSystemAnnouncement",
+    "ServerSystemMessage",
+    "ServerUserJoined",
+    "ServerUserLeft",
+    "ServerUserTyping",
+    "TextPayload",
+    "TypingPayload",
+    "UserPayload",
+    "client_decoder",
+    "server_decoder",
+    "encode",
+]
+
+#: Longest chat message, in characters. Well under the frame limit, so that a
+#: maximal message always fits a frame once wrapped in its envelope.
+MAX_TEXT_CHARS: Final = 2000
+
+MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class _Inbound(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Outbound(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+# -- client to server ---------------------------------------------------------
+
+
+class SendMessagePayload(_Inbound, frozen=True):
+    text: MessageText
+
+
+class EmptyPayload(_Inbound, frozen=True):
+    pass
+
+
+class ClientSendMessage(_Inbound, frozen=True, tag="clientSendMessage", tag_field="type"):
+    payload: SendMessagePayload
+
+
+class ClientStartTyping(_Inbound, frozen=True, tag="clientStartTyping", tag_field="type"):
+    payload: EmptyPayload = EmptyPayload()
+
+
+class ClientStopTyping(_Inbound, frozen=True, tag="clientStopTyping", tag_field="type"):
+    payload: EmptyPayload = EmptyPayload()
+
+
+ClientMessage = ClientSendMessage | ClientStartTyping | ClientStopTyping
+
+#: The one decoder for untrusted client frames.
+client_decoder: Final = msgspec.json.Decoder(ClientMessage)
+
+
+# -- server to client ---------------------------------------------------------
+
+
+class TextPayload(_Outbound, frozen=True):
+    text: str
+
+
+class UserPayload(_Outbound, frozen=True):
+    user: UserName
+
+
+class NewMessagePayload(_Outbound, frozen=True):
+    user: UserName
+    text: str
+
+
+class TypingPayload(_Outbound, frozen=True):
+    user: UserName
+    is_typing: bool = msgspec.field(name="isTyping")
+
+
+class ErrorCode:
+    """Machine-readable ``serverError`` codes (the ``code`` field)."""
+
+    UNRECOGNIZED = "unrecognized"
+    INVALID_PAYLOAD = "invalid_payload"
+    INTERNAL = "internal"
+
+
+class ErrorPayload(_Outbound, frozen=True):
+    error: str
+    code: str = ErrorCode.UNRECOGNIZED
+
+
+class ServerSystemMessage(_Outbound, frozen=True, tag="serverSystemMessage", tag_field="type"):
+    payload: TextPayload
+
+
+class ServerSystemAnnouncement(
+    _Outbound, frozen=True, tag="serverSystemAnnouncement", tag_field="type"
+):
+    payload: TextPayload
+
+
+class ServerNewMessage(_Outbound, frozen=True, tag="serverNewMessage", tag_field="type"):
+    payload: NewMessagePayload
+
+
+class ServerUserJoined(_Outbound, frozen=True, tag="serverUserJoined", tag_field="type"):
+    payload: UserPayload
+
+
+class ServerUserLeft(_Outbound, frozen=True, tag="serverUserLeft", tag_field="type"):
+    payload: UserPayload
+
+
+class ServerUserTyping(_Outbound, frozen=True, tag="serverUserTyping", tag_field="type"):
+    payload: TypingPayload
+
+
+class ServerError(_Outbound, frozen=True, tag="serverError", tag_field="type"):
+    payload: ErrorPayload
+
+
+ServerMessage = (
+    ServerSystemMessage
+    | ServerSystemAnnouncement
+    | ServerNewMessage
+    | ServerUserJoined
+    | ServerUserLeft
+    | ServerUserTyping
+    | ServerError
+)
+
+_encoder: Final = msgspec.json.Encoder()
+
+#: Decoder for server frames, for clients and tests.
+server_decoder: Final = msgspec.json.Decoder(ServerMessage)
+
+
+def encode(message: ServerMessage) -> bytes:
+    """Encode a server message to JSON, once, where it is produced."""
+    return _encoder.encode(message)

@@ -1,0 +1,1 @@
+"""The chat's announcer: the periodic system announcement to every room."""

@@ -1,0 +1,1 @@
+"""The chat's WebSocket gateway: authenticates clients and serves chat rooms."""

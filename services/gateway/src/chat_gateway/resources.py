@@ -1,0 +1,119 @@
+"""``ChatRoomResource``: the seed's chat room, with the protocol's typed messages."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import falcon.asgi
+import msgspec
+import structlog
+
+from chat_protocol import InvalidRoomName, check_room_name
+from chat_protocol.messages import (
+    ClientMessage,
+    ClientSendMessage,
+    ClientStartTyping,
+    ClientStopTyping,
+    ErrorCode,
+    ErrorPayload,
+    NewMessagePayload,
+    ServerError,
+    ServerNewMessage,
+    ServerSystemMessage,
+    ServerUserJoined,
+    ServerUserLeft,
+    ServerUserTyping,
+    TextPayload,
+    TypingPayload,
+    UserPayload,
+)
+from falcon_pachinko import WebSocketLike, WebSocketResource, handles_message
+
+from .auth import User
+
+__all__ = ["ChatRoomResource"]
+
+log = structlog.get_logger(__name__)
+
+_UNRECOGNIZED: Final = ServerError(
+    payload=ErrorPayload(error="Unrecognized message format or type.", code=ErrorCode.UNRECOGNIZED)
+)
+_INTERNAL: Final = ServerError(
+    payload=ErrorPayload(error="The server could not handle that message.", code=ErrorCode.INTERNAL)
+)
+_MAX_DETAIL: Final = 200
+
+
+class ChatRoomResource(WebSocketResource):
+    """One chat participant in one room (``/ws/chat/{room_name}``)."""
+
+    schema = ClientMessage
+
+    user: User
+    room_name: str
+
+    async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
+        user = req.context.get("user")
+        if not isinstance(user, User):
+            return False
+        try:
+            check_room_name(room_name)
+        except InvalidRoomName:
+            log.info("chat.rejected", reason="invalid room name")
+            return False
+        self.user = user
+        self.room_name = room_name
+        self.set_presence(user.name)
+        await self.join_room(room_name)
+        welcome = f"Welcome {user.name} to room '{room_name}'!"
+        await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
+        await self.broadcast_to_room(
+            room_name, ServerUserJoined(payload=UserPayload(user=user.name)), exclude_self=True
+        )
+        return True
+
+    @handles_message("clientSendMessage")
+    async def handle_send_message(self, ws: WebSocketLike, message: ClientSendMessage) -> None:
+        payload = NewMessagePayload(user=self.user.name, text=message.payload.text)
+        await self.broadcast_to_room(self.room_name, ServerNewMessage(payload=payload))
+
+    @handles_message("clientStartTyping")
+    async def handle_start_typing(self, ws: WebSocketLike, message: ClientStartTyping) -> None:
+        await self._typing(True)
+
+    @handles_message("clientStopTyping")
+    async def handle_stop_typing(self, ws: WebSocketLike, message: ClientStopTyping) -> None:
+        await self._typing(False)
+
+    async def _typing(self, is_typing: bool) -> None:
+        payload = TypingPayload(user=self.user.name, is_typing=is_typing)
+        await self.broadcast_to_room(
+            self.room_name, ServerUserTyping(payload=payload), exclude_self=True
+        )
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        if not hasattr(self, "room_name"):
+            return
+        await self.broadcast_to_room(
+            self.room_name,
+            ServerUserLeft(payload=UserPayload(user=self.user.name)),
+            exclude_self=True,
+        )
+        await self.leave_room(self.room_name)
+        log.info("chat.disconnected", close_code=close_code)
+
+    async def on_unhandled(self, ws: WebSocketLike, message: str | bytes) -> None:
+        await ws.send_media(_UNRECOGNIZED)
+
+    async def on_invalid_message(
+        self, ws: WebSocketLike, message_type: str, error: msgspec.ValidationError, message: Any
+    ) -> None:
+        detail = f"Invalid {message_type} message: {error}"[:_MAX_DETAIL]
+        await ws.send_media(
+            ServerError(payload=ErrorPayload(error=detail, code=ErrorCode.INVALID_PAYLOAD))
+        )
+
+    async def on_handler_error(
+        self, ws: WebSocketLike, message_type: str, error: Exception
+    ) -> None:
+        await ws.send_media(_INTERNAL)

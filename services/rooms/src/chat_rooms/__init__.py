@@ -1,0 +1,1 @@
+"""The chat's rooms service: cluster-wide room membership and presence."""
