@@ -259,14 +259,19 @@ class Connection:
         self._state = _State.CLOSING
         self._space.set()
 
+    def _backlog(self) -> int:
+        return len(self._queue) + len(self._early)
+
     def _would_overflow(self, size: int) -> bool:
         return (
-            len(self._queue) + len(self._early) >= self._limits.max_queue_messages
+            self._backlog() >= self._limits.max_queue_messages
             or self._queued_bytes + size > self._limits.max_queue_bytes
         )
 
     async def _send(self, frame: str | bytes) -> None:
-        while not self.closed and self._would_overflow(len(frame)):
+        # An empty queue is never full: a frame larger than the byte budget waits
+        # for nothing and goes out alone (waiting for space could never end).
+        while not self.closed and self._backlog() and self._would_overflow(len(frame)):
             self._space.clear()
             await self._space.wait()
         if self.closed:
@@ -293,8 +298,9 @@ class Connection:
                 self._queued_bytes -= len(frame)
                 self._space.set()
                 await self._write(frame)
-        except (falcon.errors.WebSocketDisconnected, ConnectionError):
-            self._state = _State.CLOSED
+        except (falcon.errors.WebSocketDisconnected, ConnectionError) as exc:
+            # Nothing will drain the queue now: release senders waiting for space.
+            self.mark_closed(getattr(exc, "code", 1006))
 
     async def _write(self, frame: str | bytes) -> None:
         if isinstance(frame, str):

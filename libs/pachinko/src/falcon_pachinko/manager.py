@@ -113,9 +113,19 @@ class WebSocketConnectionManager(BackendSink):
             members = self._rooms.get(room)
             if members is None:
                 await self.backend.subscribe(room)
-                members = self._rooms[room] = {}
+                members = {}
+            # The connection may have been unregistered while the lock or the
+            # subscription was awaited: it must not become a ghost member.
+            memberships = self._memberships.get(conn.id)
+            if memberships is None:
+                if not members:
+                    await self.backend.unsubscribe(room)
+                raise ValueError("connection was unregistered while joining")
+            if room in memberships:
+                return  # a concurrent join of the same room got here first
+            self._rooms[room] = members
             members[conn.id] = conn
-            self._memberships[conn.id].add(room)
+            memberships.add(room)
         await self.backend.member_joined(room, self._member(conn))
 
     async def leave_room(self, conn: Connection, room: str) -> None:

@@ -25,11 +25,11 @@ __all__ = [
 #: Lower-case letters, digits, ``_`` and ``-``; 1-64 characters; no leading ``_``/``-``.
 #: Dots, ``*``, ``>``, whitespace and CR/LF cannot occur, so a room name is safe in
 #: a NATS subject, a URL path segment and a log line.
-ROOM_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ROOM_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}\Z"
 
 #: Letters (any script), digits and ``_``, then also spaces, ``.``, ``'`` and ``-``;
 #: 1-32 characters. No control characters, no leading space.
-USER_NAME_PATTERN: Final = r"^\w[\w .'-]{0,31}$"
+USER_NAME_PATTERN: Final = r"^\w[\w .'-]{0,31}\Z"
 
 RoomName = Annotated[str, Meta(pattern=ROOM_NAME_PATTERN, max_length=64)]
 UserName = Annotated[str, Meta(pattern=USER_NAME_PATTERN, max_length=32)]

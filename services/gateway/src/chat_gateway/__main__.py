@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import msgspec
 import structlog
@@ -29,7 +30,7 @@ def main() -> int:
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    """uvicorn's configuration, with every WebSocket limit spelled out."""
+    """uvicorn's configuration for the gateway."""
     app = create_app(settings, on_ready=lambda: print(banner(settings), flush=True))
     return uvicorn.Config(
         app,
@@ -37,16 +38,23 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
-        ws_max_size=settings.ws_max_bytes,
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_timeout_s,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        **uvicorn_options(settings),
     )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The WebSocket and lifecycle options, every limit spelled out (tests reuse them)."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_bytes,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "ws_per_message_deflate": False,
+        "lifespan": "on",
+        "log_config": None,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+    }
 
 
 def banner(settings: Settings) -> str:

@@ -246,13 +246,20 @@ async def connect(
     Args:
         url: A ``ws://`` URL (see :meth:`LiveServer.ws_url`).
         timeout_s: Default bound (scaled) for the client's waits.
-        **options: Passed to ``websockets.asyncio.client.connect``.
+        **options: Passed to ``websockets.asyncio.client.connect``. Unlike
+            websockets' default, ``max_queue`` is unbounded.
 
     Raises:
         websockets.exceptions.InvalidStatus: The server rejected the handshake.
     """
     options.setdefault("open_timeout", scaled(timeout_s))
+    options.setdefault("close_timeout", scaled(timeout_s))
     options.setdefault("compression", None)
+    # websockets stops reading the socket once 16 frames wait unread, and then
+    # cannot see the server's close frame: a test client that ignores traffic
+    # would spend close_timeout on every close. Buffer everything instead; a test
+    # that models a slow reader passes max_queue itself.
+    options.setdefault("max_queue", None)
     async with websockets.connect(url, **options) as conn:
         yield WSClient(conn, timeout_s)
 
