@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .backends import Backend, BackendSink, InProcessBackend, Member
 from .close_codes import CloseCode, is_reconnectable
 from .connection import Connection, ConnectionLimits, WebSocketLike
@@ -19,6 +21,10 @@ from .manager import WebSocketConnectionManager
 from .resource import WebSocketResource
 from .workers import WorkerController, worker
 
+if TYPE_CHECKING:
+    from .backends.nats import NatsBackend
+    from .directory import Directory
+
 __all__ = [
     "Backend",
     "BackendError",
@@ -27,9 +33,11 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionLimits",
+    "Directory",
     "HandlerConfigurationError",
     "InProcessBackend",
     "Member",
+    "NatsBackend",
     "PachinkoApp",
     "PachinkoError",
     "WebSocketConnectionManager",
@@ -41,3 +49,16 @@ __all__ = [
     "is_reconnectable",
     "worker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The NATS pieces need the ``nats`` extra; import them only when asked for.
+    if name == "NatsBackend":
+        from .backends.nats import NatsBackend
+
+        return NatsBackend
+    if name == "Directory":
+        from .directory import Directory
+
+        return Directory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -22,12 +23,30 @@ import structlog
 from .backends.base import Backend, BackendSink, Member
 from .backends.memory import InProcessBackend
 from .connection import Connection, ConnectionLimits, encode_text
+from .subjects import check_room
 
-__all__ = ["WebSocketConnectionManager"]
+__all__ = ["ManagerStats", "WebSocketConnectionManager"]
 
 log = structlog.get_logger(__name__)
 
 PresenceFn = Callable[[Connection], str | None]
+
+
+@dataclass
+class ManagerStats:
+    """Running totals of one manager, for metrics (plain counters, no locking needed).
+
+    Attributes:
+        connections_opened: Connections registered since start.
+        frames_received: Frames received from clients.
+        frames_delivered: Room and direct messages queued for local connections.
+        slow_consumers: Connections closed because their outbound queue overflowed.
+    """
+
+    connections_opened: int = 0
+    frames_received: int = 0
+    frames_delivered: int = 0
+    slow_consumers: int = 0
 
 
 class WebSocketConnectionManager(BackendSink):
@@ -51,6 +70,7 @@ class WebSocketConnectionManager(BackendSink):
         # Serialises subscribe/unsubscribe per room; entries live while in use.
         self._room_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._started = False
+        self.stats: Final = ManagerStats()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -77,6 +97,7 @@ class WebSocketConnectionManager(BackendSink):
         self._connections[conn.id] = conn
         self._presence[conn.id] = presence
         self._memberships[conn.id] = set()
+        self.stats.connections_opened += 1
 
     def set_presence(self, conn: Connection, presence: str | None) -> None:
         """Attach an application label (a user name, say) reported with memberships."""
@@ -199,11 +220,25 @@ class WebSocketConnectionManager(BackendSink):
         text = data.decode()
         for conn_id, conn in list(members.items()):
             if conn_id != exclude:
-                conn.offer_text(text)
+                self._offer(conn, text)
 
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
         conn = self._connections.get(connection_id)
-        return conn is not None and conn.offer_text(data.decode())
+        return conn is not None and self._offer(conn, data.decode())
+
+    @property
+    def connection_count(self) -> int:
+        """Connections currently registered in this process."""
+        return len(self._connections)
+
+    def _offer(self, conn: Connection, text: str) -> bool:
+        was_open = not conn.closed
+        if conn.offer_text(text):
+            self.stats.frames_delivered += 1
+            return True
+        if was_open:
+            self.stats.slow_consumers += 1  # an open connection refuses only on overflow
+        return False
 
     # -- internals -----------------------------------------------------------
 
@@ -227,5 +262,4 @@ class WebSocketConnectionManager(BackendSink):
 
 
 def _check_room(room: str) -> None:
-    if not isinstance(room, str) or not room:
-        raise ValueError("a room name is a non-empty string")
+    check_room(room)

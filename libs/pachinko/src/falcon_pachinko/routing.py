@@ -107,6 +107,7 @@ class WebSocketRoute:
             except falcon.errors.WebSocketDisconnected as exc:
                 conn.mark_closed(exc.code)
                 return
+            self._manager.stats.frames_received += 1
             try:
                 await _dispatch(resource, conn, frame)
             except ConnectionClosed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import close_codes, messages, names
+from . import close_codes, messages, names, subjects
 from .close_codes import CloseCode
 from .errors import ChatError, InvalidRoomName, InvalidUserName
 from .names import RoomName, UserName, check_room_name, check_user_name
@@ -19,4 +19,5 @@ __all__ = [
     "close_codes",
     "messages",
     "names",
+    "subjects",
 ]

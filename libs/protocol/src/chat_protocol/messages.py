@@ -115,6 +115,8 @@ class ErrorCode:
     UNRECOGNIZED = "unrecognized"
     INVALID_PAYLOAD = "invalid_payload"
     INTERNAL = "internal"
+    #: NATS could not take the message (an outage longer than the buffer covers).
+    UNAVAILABLE = "unavailable"
 
 
 class ErrorPayload(_Outbound, frozen=True):

@@ -1,7 +1,9 @@
-"""``chat-gateway``: serve the chat over WebSockets with uvicorn."""
+"""``chat-gateway``: serve the chat over WebSockets with uvicorn (uvloop, httptools)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 from typing import Any
@@ -9,10 +11,21 @@ from typing import Any
 import msgspec
 import structlog
 import uvicorn
+import uvloop
+from prometheus_client import CollectorRegistry
+
+from chat_runtime.logs import configure_logging
+from chat_runtime.natsconn import NatsConnection, connect_nats
+from chat_runtime.ops import bound_port
+from falcon_pachinko.backends.nats import NatsBackend
 
 from .app import create_app
-from .logs import configure_logging
-from .settings import Settings, load_settings, unknown_variables
+from .settings import Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+#: Room traffic flows on ``chat.<room>``.
+SUBJECT_PREFIX = "chat"
 
 
 def main() -> int:
@@ -22,30 +35,75 @@ def main() -> int:
         print(f"chat-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    for name in unknown_variables(os.environ):
-        structlog.get_logger(__name__).warning("config.unused_variable", variable=name)
-    server = uvicorn.Server(uvicorn_config(settings))
-    server.run()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(settings))
+    except (ConnectionError, OSError) as exc:
+        print(f"chat-gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+async def run(settings: Settings) -> int:
+    """Serve until a signal (exit 0), or until NATS is lost for good (exit 1)."""
+    registry = CollectorRegistry()
+    if settings.backend == "memory":
+        app = create_app(settings, registry=registry)
+        return await _serve(settings, app, None)
+    conn = await connect_nats(settings, "gateway", registry)
+    backend = NatsBackend(
+        client=conn.client,
+        subject_prefix=SUBJECT_PREFIX,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
+    app = create_app(settings, backend, registry=registry, ready=lambda: conn.connected)
+    try:
+        return await _serve(settings, app, conn)
+    finally:
+        await conn.drain()
+
+
+async def _serve(settings: Settings, app: Any, conn: NatsConnection | None) -> int:
+    server = GatewayServer(uvicorn.Config(app, **uvicorn_options(settings)), settings)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    if conn is None:
+        await serving
+        return 0 if server.started else 1
+    lost = asyncio.create_task(conn.closed.wait(), name="nats-closed")
+    await asyncio.wait([serving, lost], return_when=asyncio.FIRST_COMPLETED)
+    if lost.done() and not serving.done():
+        log.error("service.stopping", reason="nats connection closed")
+        server.should_exit = True  # graceful: clients get 1012 and may reconnect elsewhere
+        await serving
+        return 1
+    lost.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lost
     return 0 if server.started else 1
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    """uvicorn's configuration for the gateway."""
-    app = create_app(settings, on_ready=lambda: print(banner(settings), flush=True))
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        **uvicorn_options(settings),
-    )
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, announcing readiness once it listens."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self._settings = settings
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            port = bound_port(self)
+            print(banner(self._settings, port), flush=True)
+            log.info("service.ready", service="gateway", port=port)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The WebSocket and lifecycle options, every limit spelled out (tests reuse them)."""
+    """uvicorn's options, every WebSocket limit spelled out (tests reuse them)."""
     return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": "httptools",
         "ws": "websockets-sansio",
+        # Never uvicorn's 16 MiB default: frames above this close the socket with 1009.
         "ws_max_size": settings.ws_max_bytes,
         "ws_ping_interval": settings.ws_ping_interval_s,
         "ws_ping_timeout": settings.ws_ping_timeout_s,
@@ -57,14 +115,19 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, port: int | None = None) -> str:
     """What a person starting the gateway needs to know to connect."""
-    base = f"{settings.host}:{settings.port}"
+    base = f"{settings.host}:{port if port is not None else settings.port}"
     lines = [f"Chat is running on http://{base}/ - open it in a browser."]
     if settings.auth == "dev":
         lines.append(
             f"WebSocket clients: ws://{base}/ws/chat/<room>?user=<name>"
             " (development mode: the name is trusted as given)"
+        )
+    else:
+        lines.append(
+            f"WebSocket clients: ws://{base}/ws/chat/<room>?token=<token>"
+            " (get a token with `chat token NAME`)"
         )
     return "\n".join(lines)
 

@@ -10,12 +10,21 @@ from typing import Any, Final, cast
 import falcon
 import falcon.asgi
 import structlog
+from prometheus_client import CollectorRegistry
 
 import falcon_pachinko
 from chat_announcer.worker import announcement_worker
-from falcon_pachinko import Backend, ConnectionLimits, PachinkoApp, WorkerController
+from chat_runtime.ops import add_ops_routes
+from falcon_pachinko import (
+    Backend,
+    ConnectionLimits,
+    InProcessBackend,
+    PachinkoApp,
+    WorkerController,
+)
 
-from .auth import DevAuthMiddleware
+from .auth import auth_middleware
+from .metrics import Metrics
 from .resources import ChatRoomResource
 from .settings import Settings
 
@@ -46,55 +55,57 @@ class _IndexPage:
         resp.set_header("Referrer-Policy", "no-referrer")
 
 
-class _Health:
-    """Liveness: the event loop answers. Readiness: the app finished starting."""
+class _Readiness:
+    """Ready once startup finished and while the backend's check passes."""
 
-    def __init__(self) -> None:
-        self.ready = False
+    def __init__(self, check: Callable[[], bool] | None) -> None:
+        self.started = False
+        self._check = check
 
-    async def on_get_live(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {"status": "ok"}
-
-    async def on_get_ready(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {"status": "ready" if self.ready else "starting"}
-        resp.status = falcon.HTTP_200 if self.ready else falcon.HTTP_503
+    def __call__(self) -> bool:
+        return self.started and (self._check is None or self._check())
 
 
 def create_app(
     settings: Settings,
     backend: Backend | None = None,
     *,
-    on_ready: Callable[[], None] | None = None,
+    registry: CollectorRegistry | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> falcon.asgi.App[Any, Any]:
     """Build the gateway app.
 
     Args:
         settings: The gateway's settings.
-        backend: Room traffic backend; ``None`` for a single process.
-        on_ready: Called once startup has finished (the entrypoint prints its banner).
+        backend: Room traffic backend; ``None`` for the in-process one (a single
+            gateway, which then also runs the announcements).
+        registry: Where the gateway's metrics go (served on ``/metrics``).
+        ready: Extra readiness check (the NATS connection is up).
     """
     if settings.auth == "dev":
         log.warning(
             "auth.development_mode", detail="the user query parameter is trusted without proof"
         )
-    app = falcon.asgi.App(middleware=[DevAuthMiddleware()])
+    registry = registry if registry is not None else CollectorRegistry()
+    app = falcon.asgi.App(middleware=[auth_middleware(settings)])
     limits = ConnectionLimits(
         max_queue_messages=settings.outbound_queue_messages,
         max_queue_bytes=settings.outbound_queue_bytes,
         close_timeout_s=settings.close_timeout_s,
     )
     conn_mgr = falcon_pachinko.install(app, backend, limits=limits)
+    metrics = Metrics(registry, conn_mgr)
     ws_app = cast(PachinkoApp, app)
-    ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource)
-    health = _Health()
-    app.add_route("/healthz", health, suffix="live")
-    app.add_route("/readyz", health, suffix="ready")
+    ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource, metrics)
+    readiness = _Readiness(ready)
+    add_ops_routes(app, readiness, registry)
     app.add_route("/", _IndexPage())
     controller = WorkerController()
+    single_process = backend is None or isinstance(backend, InProcessBackend)
 
     @ws_app.lifespan
     async def lifespan(app_instance: Any) -> AsyncIterator[None]:
-        if settings.announce_interval_s > 0:
+        if single_process and settings.announce_interval_s > 0:
             await controller.start(
                 announcement_worker,
                 conn_mgr=conn_mgr,
@@ -102,11 +113,9 @@ def create_app(
                 text=settings.announce_text,
                 room_prefix=settings.announce_room_prefix,
             )
-        health.ready = True
-        if on_ready is not None:
-            on_ready()
+        readiness.started = True
         yield
-        health.ready = False
+        readiness.started = False
         await controller.stop()
 
     return app

@@ -27,9 +27,10 @@ from chat_protocol.messages import (
     TypingPayload,
     UserPayload,
 )
-from falcon_pachinko import WebSocketLike, WebSocketResource, handles_message
+from falcon_pachinko import BackendError, WebSocketLike, WebSocketResource, handles_message
 
 from .auth import User
+from .metrics import Metrics
 
 __all__ = ["ChatRoomResource"]
 
@@ -40,6 +41,12 @@ _UNRECOGNIZED: Final = ServerError(
 )
 _INTERNAL: Final = ServerError(
     payload=ErrorPayload(error="The server could not handle that message.", code=ErrorCode.INTERNAL)
+)
+_UNAVAILABLE: Final = ServerError(
+    payload=ErrorPayload(
+        error="The chat is temporarily unavailable; the message was not sent. Try again.",
+        code=ErrorCode.UNAVAILABLE,
+    )
 )
 _MAX_DETAIL: Final = 200
 
@@ -52,15 +59,18 @@ class ChatRoomResource(WebSocketResource):
     user: User
     room_name: str
 
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
+
     async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
         user = req.context.get("user")
         if not isinstance(user, User):
-            return False
+            return self._reject("unauthenticated")
         try:
             check_room_name(room_name)
         except InvalidRoomName:
-            log.info("chat.rejected", reason="invalid room name")
-            return False
+            log.info("chat.rejected", reason="invalid_room_name")
+            return self._reject("invalid_room_name")
         self.user = user
         self.room_name = room_name
         self.set_presence(user.name)
@@ -94,26 +104,43 @@ class ChatRoomResource(WebSocketResource):
     async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
         if not hasattr(self, "room_name"):
             return
-        await self.broadcast_to_room(
-            self.room_name,
-            ServerUserLeft(payload=UserPayload(user=self.user.name)),
-            exclude_self=True,
-        )
+        try:
+            await self.broadcast_to_room(
+                self.room_name,
+                ServerUserLeft(payload=UserPayload(user=self.user.name)),
+                exclude_self=True,
+            )
+        except BackendError:
+            # NATS is down; the room's other gateways learn of the departure from
+            # the rooms service once this gateway's membership is re-synced.
+            log.warning("chat.leave_not_announced")
         await self.leave_room(self.room_name)
         log.info("chat.disconnected", close_code=close_code)
 
     async def on_unhandled(self, ws: WebSocketLike, message: str | bytes) -> None:
-        await ws.send_media(_UNRECOGNIZED)
+        await self._send_error(ws, _UNRECOGNIZED)
 
     async def on_invalid_message(
         self, ws: WebSocketLike, message_type: str, error: msgspec.ValidationError, message: Any
     ) -> None:
         detail = f"Invalid {message_type} message: {error}"[:_MAX_DETAIL]
-        await ws.send_media(
-            ServerError(payload=ErrorPayload(error=detail, code=ErrorCode.INVALID_PAYLOAD))
+        error_message = ServerError(
+            payload=ErrorPayload(error=detail, code=ErrorCode.INVALID_PAYLOAD)
         )
+        await self._send_error(ws, error_message)
 
     async def on_handler_error(
         self, ws: WebSocketLike, message_type: str, error: Exception
     ) -> None:
-        await ws.send_media(_INTERNAL)
+        unavailable = isinstance(error, BackendError)
+        await self._send_error(ws, _UNAVAILABLE if unavailable else _INTERNAL)
+
+    def _reject(self, reason: str) -> bool:
+        if self._metrics is not None:
+            self._metrics.handshakes_rejected.labels(reason).inc()
+        return False
+
+    async def _send_error(self, ws: WebSocketLike, message: ServerError) -> None:
+        if self._metrics is not None:
+            self._metrics.server_errors.labels(message.payload.code).inc()
+        await ws.send_media(message)

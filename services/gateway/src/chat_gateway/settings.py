@@ -9,34 +9,53 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Final, Literal
 
-import msgspec
 from msgspec import Meta
 
 from chat_protocol.messages import MAX_TEXT_CHARS
+from chat_runtime.settings import CommonSettings, Port, PositiveFloat, Secret
+from chat_runtime.settings import load_settings as _load
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "unknown_variables"]
-
-ENV_PREFIX: Final = "CHAT_"
+__all__ = ["MIN_JWT_SECRET_BYTES", "Secret", "Settings", "load_settings"]
 
 # A maximal chat message: every character may take 6 bytes once JSON-escaped, plus
 # the envelope. Frames are limited to at least this much, so any valid message fits.
 _MIN_FRAME_BYTES: Final = MAX_TEXT_CHARS * 6 + 1024
 
-Port = Annotated[int, Meta(ge=1, le=65535)]
-PositiveFloat = Annotated[float, Meta(gt=0)]
+#: HS256 keys must be at least as long as the hash output, 256 bits (RFC 7518 §3.2).
+MIN_JWT_SECRET_BYTES: Final = 32
+
+NonEmptyStr = Annotated[str, Meta(min_length=1, max_length=256)]
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class Settings(CommonSettings, frozen=True, kw_only=True):
     """Gateway settings. Field ``x`` is read from ``CHAT_X``."""
 
     #: Interface to listen on. Loopback unless deliberately exposed.
     host: str = "127.0.0.1"
+    #: HTTP and WebSocket port; 0 picks a free one (logged with ``service.ready``).
     port: Port = 8000
-    #: ``dev``: trust ``?user=Name`` (development only; a warning is logged).
-    auth: Literal["dev"] = "dev"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: ``json`` for machines (one object per line), ``console`` for people.
-    log_format: Literal["json", "console"] = "json"
+    #: ``nats``: one gateway among many, room traffic and membership over NATS.
+    #: ``memory``: a single process with no infrastructure; the announcements then
+    #: run inside the gateway (the ``CHAT_ANNOUNCE_*`` settings apply).
+    backend: Literal["nats", "memory"] = "nats"
+    #: Seconds between membership heartbeats to the rooms service (one per gateway,
+    #: not per connection). The rooms service's CHAT_PRESENCE_TTL_S must be a few
+    #: times longer (10 s by default).
+    heartbeat_interval_s: PositiveFloat = 3.0
+    #: ``jwt``: verify an HS256 token given as ``?token=``. ``dev``: trust
+    #: ``?user=Name`` (development only; a warning is logged).
+    auth: Literal["jwt", "dev"] = "jwt"
+    #: HS256 key shared with the token issuer; required, 32+ bytes, when auth is jwt.
+    jwt_secret: Secret | None = None
+    #: The claim holding the user's chat name.
+    jwt_user_claim: NonEmptyStr = "sub"
+    #: When set, tokens must carry this ``aud`` (and tokens with any ``aud`` are
+    #: refused when unset, as RFC 7519 §4.1.3 requires).
+    jwt_audience: NonEmptyStr | None = None
+    #: When set, tokens must carry this ``iss``.
+    jwt_issuer: NonEmptyStr | None = None
+    #: Clock skew tolerated on ``exp``/``nbf``/``iat``: 5 s covers NTP-synced hosts.
+    jwt_leeway_s: Annotated[float, Meta(ge=0)] = 5.0
     #: Largest WebSocket frame accepted; bigger frames close the socket with 1009.
     #: 64 KiB: ample for the largest valid chat message, small enough to bound abuse.
     ws_max_bytes: Annotated[int, Meta(le=16 * 1024 * 1024)] = 64 * 1024
@@ -49,7 +68,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outbound_queue_bytes: Annotated[int, Meta(ge=64 * 1024)] = 4 * 1024 * 1024
     #: Seconds a closing connection gets to flush its queue and close.
     close_timeout_s: PositiveFloat = 5.0
-    #: Seconds between system announcements; 0 disables them. One hour, as in the seed.
+    #: (``memory`` backend only.) Seconds between system announcements; 0 disables
+    #: them. One hour, as in the seed.
     announce_interval_s: Annotated[float, Meta(ge=0)] = 3600.0
     announce_text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)] = (
         "System maintenance is scheduled for 2 AM UTC."
@@ -67,30 +87,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.outbound_queue_bytes < self.ws_max_bytes:
             raise ValueError("CHAT_OUTBOUND_QUEUE_BYTES must be at least CHAT_WS_MAX_BYTES")
+        if self.auth == "jwt":
+            _check_jwt_secret(self.jwt_secret)
 
 
-_FIELDS: Final = frozenset(Settings.__struct_fields__)
+def _check_jwt_secret(secret: Secret | None) -> None:
+    # The messages never include the value, not even its length.
+    if secret is None:
+        raise ValueError(
+            "CHAT_AUTH=jwt requires CHAT_JWT_SECRET (at least "
+            f"{MIN_JWT_SECRET_BYTES} bytes, e.g. from "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+            "set CHAT_AUTH=dev only for local development"
+        )
+    if len(secret.reveal().encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(
+            f"CHAT_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
+            "for HS256 (RFC 7518 section 3.2)"
+        )
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from ``CHAT_*`` variables; others are ignored.
 
     Raises:
-        msgspec.ValidationError: A variable has a value of the wrong type or range.
+        msgspec.ValidationError: A variable has a bad value (the message names it
+            and never echoes a secret).
         ValueError: A cross-field rule is broken.
     """
-    values = {
-        key[len(ENV_PREFIX) :].lower(): value
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in _FIELDS
-    }
-    return msgspec.convert(values, Settings, strict=False)
-
-
-def unknown_variables(environ: Mapping[str, str], known: frozenset[str] = _FIELDS) -> list[str]:
-    """``CHAT_*`` variables this service does not read (typos, or another service's)."""
-    return sorted(
-        key
-        for key in environ
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() not in known
-    )
+    return _load(Settings, environ)

@@ -1,0 +1,212 @@
+"""The membership directory: the cluster-wide view of rooms, served over NATS.
+
+Run one per cluster next to the NATS backends (the chat's rooms service does)::
+
+    directory = Directory(nc, Subjects("chat"), ttl_s=10, on_lost=announce_left)
+    await directory.start()
+    ...
+    await directory.stop()
+
+* Node events arrive on one subscription and are applied in arrival order, so one
+  node's deltas, snapshots and heartbeats are applied in the order it sent them.
+* Queries are answered through a ``nats.micro`` service (discovery, ``$SRV.PING``
+  and stats come with it). A query names the asker's latest delta; the answer
+  waits, briefly and boundedly, until that delta is applied (read-your-writes).
+* State lives in memory and is rebuilt from the nodes, which are the truth: at
+  start the directory asks every node for a snapshot, and any node it does not
+  know, or whose sequence shows lost deltas, is asked again.
+* A node silent for ``ttl_s`` is expired and its members handed to ``on_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import msgspec
+import nats.errors
+import nats.micro
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from .membership import (
+    Lost,
+    MembersQuery,
+    MembersReply,
+    Registry,
+    RequestSync,
+    RoomsQuery,
+    RoomsReply,
+    event_decoder,
+)
+from .subjects import Subjects
+
+__all__ = ["Directory", "LostHandler"]
+
+log = structlog.get_logger(__name__)
+
+LostHandler = Callable[[list[Lost]], Awaitable[None]]
+
+_encoder: Final = msgspec.json.Encoder()
+_rooms_query: Final = msgspec.json.Decoder(RoomsQuery)
+_members_query: Final = msgspec.json.Decoder(MembersQuery)
+
+
+class Directory:
+    """Serves the membership registry on NATS.
+
+    Args:
+        nc: A connected NATS client (the caller owns it).
+        subjects: The subject naming shared with the nodes.
+        ttl_s: Seconds without a heartbeat after which a node is expired.
+        on_lost: Called with members of expired (or departed) nodes.
+        expiry_interval_s: How often expiry is checked; a dead node's members are
+            reported within ``ttl_s + expiry_interval_s``.
+        query_wait_s: How long a query may wait for the asker's own delta.
+        clock: Monotonic clock (injected in tests).
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        *,
+        ttl_s: float = 10.0,
+        on_lost: LostHandler | None = None,
+        expiry_interval_s: float = 1.0,
+        query_wait_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "pachinko-directory",
+    ) -> None:
+        self.registry: Final = Registry(ttl_s=ttl_s)
+        self._nc = nc
+        self._subjects = subjects
+        self._on_lost = on_lost
+        self._expiry_interval_s = expiry_interval_s
+        self._query_wait_s = query_wait_s
+        self._clock = clock
+        self._name = name
+        self._applied = asyncio.Condition()
+        self._sub: Subscription | None = None
+        self._service: Service | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        self.events_applied = 0
+        self.events_rejected = 0
+
+    async def start(self) -> None:
+        """Subscribe, start answering queries, and ask every node for a snapshot."""
+        self._sub = await self._nc.subscribe(self._subjects.events, cb=self._on_event)
+        self._service = await nats.micro.add_service(
+            self._nc, name=self._name, version="1.0.0", description="room membership directory"
+        )
+        await self._service.add_endpoint(
+            name="rooms", subject=self._subjects.query_rooms, handler=self._on_rooms_query
+        )
+        await self._service.add_endpoint(
+            name="members", subject=self._subjects.query_members, handler=self._on_members_query
+        )
+        self._expiry = asyncio.create_task(self._expire_loop(), name="pachinko-directory-expiry")
+        await self.request_resync()
+        log.info("pachinko.directory_started", ttl_s=self.registry.ttl_s)
+
+    async def stop(self) -> None:
+        """Stop answering and expiring. The NATS client stays open."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+            self._expiry = None
+        if self._service is not None:
+            with contextlib.suppress(Exception):
+                await self._service.stop()
+            self._service = None
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def request_resync(self) -> None:
+        """Ask every node to re-send its membership (after a start or a reconnect)."""
+        for action in self.registry.resync_all(self._clock()):
+            log.debug("pachinko.directory_resync", node=action.node)
+        await self._publish_quietly(self._subjects.sync_all)
+
+    # -- events ----------------------------------------------------------------
+
+    async def _on_event(self, msg: Msg) -> None:
+        try:
+            event = event_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.events_rejected += 1
+            log.warning("pachinko.directory_bad_event", error=str(exc)[:200])
+            return
+        actions = self.registry.apply(event, self._clock())
+        self.events_applied += 1
+        async with self._applied:
+            self._applied.notify_all()
+        lost = [a for a in actions if isinstance(a, Lost)]
+        for action in actions:
+            if isinstance(action, RequestSync):
+                await self._publish_quietly(self._subjects.sync_node(action.node))
+        if lost:
+            await self._report_lost(lost)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval_s)
+            lost = self.registry.expire(self._clock())
+            if lost:
+                await self._report_lost(lost)
+
+    async def _report_lost(self, lost: list[Lost]) -> None:
+        log.info("pachinko.directory_members_lost", count=len(lost))
+        if self._on_lost is None:
+            return
+        try:
+            await self._on_lost(lost)
+        except Exception:
+            log.exception("pachinko.directory_on_lost_failed")
+
+    # -- queries ---------------------------------------------------------------
+
+    async def _on_rooms_query(self, req: Request) -> None:
+        try:
+            query = _rooms_query.decode(req.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            await req.respond_error("400", "invalid rooms query")
+            return
+        await self._await_asker(query.node, query.seq)
+        rooms = self.registry.rooms_by_prefix(query.prefix)
+        await req.respond(_encoder.encode(RoomsReply(rooms)))
+
+    async def _on_members_query(self, req: Request) -> None:
+        try:
+            query = _members_query.decode(req.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            await req.respond_error("400", "invalid members query")
+            return
+        await self._await_asker(query.node, query.seq)
+        await req.respond(_encoder.encode(MembersReply(self.registry.members(query.room))))
+
+    async def _await_asker(self, node: str | None, seq: int) -> None:
+        if node is None or seq == 0:
+            return
+
+        def caught_up() -> bool:
+            applied = self.registry.applied_seq(node)
+            return applied is not None and applied >= seq
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._query_wait_s), self._applied:
+                await self._applied.wait_for(caught_up)
+
+    async def _publish_quietly(self, subject: str) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self._nc.publish(subject, b"")

@@ -1,0 +1,362 @@
+"""Cluster membership: what nodes report, and the directory's view of it (sans-I/O).
+
+A *node* is a process that holds WebSocket connections (a gateway). The
+*directory* is the service that keeps the cluster-wide view of which connection
+is in which room. Nodes are the source of truth for their own connections; the
+directory holds soft state rebuilt from them::
+
+    node                                 directory
+    ----                                 ---------
+    Delta(seq=n)   joins/leaves, batched ──▶ applied if seq == last + 1
+    Heartbeat(seq) every interval         ──▶ liveness; a seq ahead of ours = lost deltas
+    Snapshot(seq)  on request             ──▶ replaces everything known of the node
+    Goodbye        at shutdown            ──▶ the node and its members are gone
+                                     ◀── RequestSync(node): a gap, an unknown node,
+                                          or a directory that just (re)started
+
+A node that stops heartbeating for ``ttl_s`` is expired: its members are reported
+as :class:`Lost` so the application can announce them.
+
+Everything here is pure: events and a clock reading go in, actions come out.
+:mod:`falcon_pachinko.backends.nats` and :mod:`falcon_pachinko.directory` run it
+over NATS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from .backends.base import Member
+
+__all__ = [
+    "Change",
+    "Delta",
+    "Goodbye",
+    "Heartbeat",
+    "Lost",
+    "MembersQuery",
+    "MembersReply",
+    "NodeEvent",
+    "Registry",
+    "Reporter",
+    "RequestSync",
+    "RoomsQuery",
+    "RoomsReply",
+    "Snapshot",
+    "event_decoder",
+]
+
+
+# -- wire messages (JSON via msgspec) ------------------------------------------
+
+
+class Change(msgspec.Struct, frozen=True, array_like=True):
+    """One membership change: ``joined`` true for a join, false for a leave."""
+
+    joined: bool
+    room: str
+    connection_id: str
+    presence: str | None = None
+
+
+class Delta(msgspec.Struct, frozen=True, kw_only=True, tag="delta", tag_field="kind"):
+    """Changes since the node's previous delta, in the order they happened."""
+
+    node: str
+    seq: int
+    changes: list[Change]
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_field="kind"):
+    """Everything the node holds, as of its delta ``seq``."""
+
+    node: str
+    seq: int
+    members: list[Change]
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat", tag_field="kind"):
+    """The node is alive; ``seq`` is its latest delta."""
+
+    node: str
+    seq: int
+
+
+class Goodbye(msgspec.Struct, frozen=True, kw_only=True, tag="goodbye", tag_field="kind"):
+    """The node is shutting down; whatever it still holds is gone."""
+
+    node: str
+    seq: int
+
+
+NodeEvent = Delta | Snapshot | Heartbeat | Goodbye
+
+#: Decodes every event a node publishes (untrusted input for the directory).
+event_decoder: Final = msgspec.json.Decoder(NodeEvent)
+
+
+class RoomsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Rooms whose name starts with ``prefix``.
+
+    ``node``/``seq`` name the asking node's latest delta, so the answer reflects
+    the asker's own changes (read-your-writes).
+    """
+
+    prefix: str = ""
+    node: str | None = None
+    seq: int = 0
+
+
+class RoomsReply(msgspec.Struct, frozen=True):
+    rooms: list[str]
+
+
+class MembersQuery(msgspec.Struct, frozen=True, kw_only=True):
+    room: str
+    node: str | None = None
+    seq: int = 0
+
+
+class MembersReply(msgspec.Struct, frozen=True):
+    members: list[Member]
+
+
+# -- node side -----------------------------------------------------------------
+
+
+class Reporter:
+    """A node's membership as reported to the directory: local truth plus a sequence.
+
+    Args:
+        node_id: The node's cluster-unique id (new for every process start).
+    """
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id: Final = node_id
+        self.seq = 0
+        self._members: dict[tuple[str, str], Change] = {}
+        self._pending: list[Change] = []
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes wait to be sent."""
+        return bool(self._pending)
+
+    def record(self, joined: bool, room: str, member: Member) -> None:
+        """Note one join or leave; it goes out with the next delta."""
+        change = Change(joined, room, member.connection_id, member.presence)
+        key = (room, member.connection_id)
+        if joined:
+            self._members[key] = change
+        else:
+            self._members.pop(key, None)
+        self._pending.append(change)
+
+    def take_delta(self) -> Delta | None:
+        """The pending changes as the next delta (``None`` when there are none)."""
+        if not self._pending:
+            return None
+        self.seq += 1
+        delta = Delta(node=self.node_id, seq=self.seq, changes=self._pending)
+        self._pending = []
+        return delta
+
+    def snapshot(self) -> Snapshot:
+        """Everything held now. Take pending changes as a delta first."""
+        if self._pending:
+            raise RuntimeError("take the pending delta before a snapshot")
+        return Snapshot(node=self.node_id, seq=self.seq, members=list(self._members.values()))
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(node=self.node_id, seq=self.seq)
+
+    def goodbye(self) -> Goodbye:
+        return Goodbye(node=self.node_id, seq=self.seq)
+
+
+# -- directory side ------------------------------------------------------------
+
+
+class RequestSync(msgspec.Struct, frozen=True):
+    """Ask ``node`` to send a :class:`Snapshot`."""
+
+    node: str
+
+
+class Lost(msgspec.Struct, frozen=True):
+    """A member that disappeared without leaving (its node died or said goodbye)."""
+
+    room: str
+    member: Member
+    node: str
+
+
+Action = RequestSync | Lost
+
+
+@dataclass
+class _Node:
+    seq: int
+    last_seen: float
+    synced: bool
+    sync_requested_at: float | None = None
+    members: dict[tuple[str, str], Member] = field(default_factory=dict)
+
+
+class Registry:
+    """The directory's cluster-wide view, fed node events and a clock.
+
+    Args:
+        ttl_s: A node not heard from for this long is expired.
+        resync_backoff_s: Minimum delay between two sync requests to one node.
+    """
+
+    def __init__(self, *, ttl_s: float, resync_backoff_s: float = 1.0) -> None:
+        if ttl_s <= 0 or resync_backoff_s < 0:
+            raise ValueError("ttl_s must be positive and resync_backoff_s non-negative")
+        self.ttl_s: Final = ttl_s
+        self.resync_backoff_s: Final = resync_backoff_s
+        self._nodes: dict[str, _Node] = {}
+        self._rooms: dict[str, dict[str, Member]] = {}
+
+    # -- input -----------------------------------------------------------------
+
+    def apply(self, event: NodeEvent, now: float) -> list[Action]:
+        """Apply one node event; return what the directory must do next."""
+        match event:
+            case Delta():
+                return self._delta(event, now)
+            case Snapshot():
+                return self._snapshot(event, now)
+            case Heartbeat():
+                return self._heartbeat(event, now)
+            case Goodbye():
+                return self._drop(event.node)
+
+    def expire(self, now: float) -> list[Lost]:
+        """Drop every node not heard from for ``ttl_s``; report its members lost."""
+        dead = [n for n, s in self._nodes.items() if now - s.last_seen >= self.ttl_s]
+        lost: list[Lost] = []
+        for node in dead:
+            lost.extend(a for a in self._drop(node) if isinstance(a, Lost))
+        return lost
+
+    def resync_all(self, now: float) -> list[RequestSync]:
+        """Mark every known node unsynced (the directory missed events); ask them all."""
+        for state in self._nodes.values():
+            state.synced = False
+            state.sync_requested_at = now
+        return [RequestSync(node) for node in self._nodes]
+
+    # -- queries ---------------------------------------------------------------
+
+    def rooms_by_prefix(self, prefix: str) -> list[str]:
+        """Every room with at least one member whose name starts with ``prefix``, sorted."""
+        return sorted(room for room in self._rooms if room.startswith(prefix))
+
+    def members(self, room: str) -> list[Member]:
+        """The members of ``room`` (empty if it does not exist)."""
+        return list(self._rooms.get(room, {}).values())
+
+    def presence_count(self, room: str, presence: str | None) -> int:
+        """How many connections in ``room`` carry the label ``presence``."""
+        return sum(1 for m in self._rooms.get(room, {}).values() if m.presence == presence)
+
+    def applied_seq(self, node: str) -> int | None:
+        """The node's latest applied delta, ``None`` while unknown or unsynced."""
+        state = self._nodes.get(node)
+        return state.seq if state is not None and state.synced else None
+
+    @property
+    def node_count(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(s.members) for s in self._nodes.values())
+
+    # -- internals -------------------------------------------------------------
+
+    def _delta(self, event: Delta, now: float) -> list[Action]:
+        state = self._nodes.get(event.node)
+        if state is None:
+            # A node's first delta is seq 1; anything later means we missed some.
+            state = self._nodes[event.node] = _Node(seq=0, last_seen=now, synced=event.seq == 1)
+        state.last_seen = now
+        if not state.synced:
+            return self._request_sync(event.node, state, now)
+        if event.seq <= state.seq:
+            return []  # a duplicate or a delta the last snapshot already covered
+        if event.seq != state.seq + 1:
+            state.synced = False
+            return self._request_sync(event.node, state, now)
+        self._apply_changes(event.node, state, event.changes)
+        state.seq = event.seq
+        return []
+
+    def _snapshot(self, event: Snapshot, now: float) -> list[Action]:
+        state = self._nodes.get(event.node)
+        if state is None:
+            state = self._nodes[event.node] = _Node(seq=event.seq, last_seen=now, synced=True)
+        elif state.synced and event.seq < state.seq:
+            return []  # older than what was applied since
+        self._forget_members(state)
+        self._apply_changes(event.node, state, event.members)
+        state.seq, state.synced, state.last_seen = event.seq, True, now
+        state.sync_requested_at = None
+        return []
+
+    def _heartbeat(self, event: Heartbeat, now: float) -> list[Action]:
+        state = self._nodes.get(event.node)
+        if state is None:
+            state = self._nodes[event.node] = _Node(seq=0, last_seen=now, synced=event.seq == 0)
+        state.last_seen = now
+        if state.synced and event.seq > state.seq:
+            state.synced = False  # deltas were lost on the way
+        return [] if state.synced else self._request_sync(event.node, state, now)
+
+    def _request_sync(self, node: str, state: _Node, now: float) -> list[Action]:
+        last = state.sync_requested_at
+        if last is not None and now - last < self.resync_backoff_s:
+            return []
+        state.sync_requested_at = now
+        return [RequestSync(node)]
+
+    def _drop(self, node: str) -> list[Action]:
+        state = self._nodes.pop(node, None)
+        if state is None:
+            return []
+        lost: list[Action] = [Lost(room, m, node) for (room, _), m in state.members.items()]
+        self._forget_members(state)
+        return lost
+
+    def _apply_changes(self, node: str, state: _Node, changes: Iterable[Change]) -> None:
+        for change in changes:
+            key = (change.room, change.connection_id)
+            if change.joined:
+                member = Member(connection_id=change.connection_id, presence=change.presence)
+                state.members[key] = member
+                self._rooms.setdefault(change.room, {})[change.connection_id] = member
+            elif state.members.pop(key, None) is not None:
+                self._remove_from_room(change.room, change.connection_id)
+
+    def _forget_members(self, state: _Node) -> None:
+        for room, connection_id in state.members:
+            self._remove_from_room(room, connection_id)
+        state.members.clear()
+
+    def _remove_from_room(self, room: str, connection_id: str) -> None:
+        members = self._rooms.get(room)
+        if members is None:
+            return
+        members.pop(connection_id, None)
+        if not members:
+            del self._rooms[room]  # a room with no members does not exist

@@ -1,0 +1,74 @@
+"""The gateway's Prometheus metrics (never labelled by user or room).
+
+Connection and traffic totals are read from the connection manager at scrape time,
+so the hot path only bumps plain integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from falcon_pachinko import WebSocketConnectionManager
+
+__all__ = ["Metrics"]
+
+
+class _ManagerCollector(Collector):
+    def __init__(self, manager: WebSocketConnectionManager) -> None:
+        self._manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._manager.stats
+        yield GaugeMetricFamily(
+            "chat_gateway_connections",
+            "Open WebSocket connections on this gateway",
+            value=self._manager.connection_count,
+        )
+        yield GaugeMetricFamily(
+            "chat_gateway_rooms",
+            "Rooms with members on this gateway (one NATS subscription each)",
+            value=len(self._manager.local_rooms()),
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_connections_opened",
+            "WebSocket handshakes that reached the chat resource",
+            value=stats.connections_opened,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_frames_received",
+            "Frames received from clients",
+            value=stats.frames_received,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_frames_delivered",
+            "Room messages queued for local clients",
+            value=stats.frames_delivered,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_slow_consumer_disconnects",
+            "Clients closed with 4001 because their outbound queue overflowed",
+            value=stats.slow_consumers,
+        )
+
+
+class Metrics:
+    """Metrics of one gateway, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, manager: WebSocketConnectionManager) -> None:
+        registry.register(_ManagerCollector(manager))
+        self.handshakes_rejected = Counter(
+            "chat_gateway_handshakes_rejected_total",
+            "WebSocket handshakes refused with HTTP 403, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.server_errors = Counter(
+            "chat_gateway_server_errors_total",
+            "serverError messages sent to clients, by code",
+            ["code"],
+            registry=registry,
+        )

@@ -1,0 +1,42 @@
+"""The rooms service's configuration, read once from ``CHAT_*`` environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from msgspec import Meta
+
+from chat_runtime.settings import CommonSettings, PositiveFloat
+from chat_runtime.settings import load_settings as _load
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(CommonSettings, frozen=True, kw_only=True):
+    """Rooms service settings. Field ``x`` is read from ``CHAT_X``."""
+
+    #: A gateway silent for this long is declared dead and its users announced as
+    #: left. Must exceed a few gateway heartbeat intervals (3 s by default); 10 s
+    #: keeps the announcement well within 15 s of the crash.
+    presence_ttl_s: PositiveFloat = 10.0
+    #: How often dead gateways are looked for; adds at most this much to the TTL.
+    presence_check_interval_s: PositiveFloat = 1.0
+    #: Health and metrics endpoint. Loopback unless deliberately exposed.
+    metrics_host: str = "127.0.0.1"
+    #: 0 picks a free port (it is logged with ``service.ready``).
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 9101
+
+    def __post_init__(self) -> None:
+        if self.presence_check_interval_s > self.presence_ttl_s:
+            raise ValueError("CHAT_PRESENCE_CHECK_INTERVAL_S must not exceed CHAT_PRESENCE_TTL_S")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from the environment.
+
+    Raises:
+        msgspec.ValidationError: A variable has a bad value (the message names it).
+        ValueError: A cross-field rule is broken.
+    """
+    return _load(Settings, environ)

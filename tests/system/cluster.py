@@ -1,0 +1,181 @@
+"""Real processes for system tests: nats-server, chat-rooms, chat-announcer, chat-gateway.
+
+Each service runs as ``python -m <package>`` with its own environment, logs JSON
+lines on stderr, and says ``service.ready`` (with the port it bound) once it
+serves. Waiting is done on those log lines, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from falcon_pachinko.testing import scaled
+from falcon_pachinko.testing.nats import NatsServer
+
+LogPredicate = Callable[[dict[str, Any]], bool]
+
+
+class Service:
+    """One service process, its log lines parsed as they arrive."""
+
+    def __init__(self, name: str, module: str, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.module = module
+        self.env = dict(env)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.logs: list[dict[str, Any]] = []
+        self.port: int | None = None
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float = 20) -> Service:
+        env = {**os.environ, **self.env}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read(self.proc), name=f"{self.name}-logs")
+        ready = await self.wait_for(lambda e: e.get("event") == "service.ready", timeout_s)
+        self.port = ready.get("port")
+        return self
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"event": "raw", "line": line.decode(errors="replace").rstrip()}
+            if not isinstance(event, dict):
+                event = {"event": "raw", "line": str(event)}
+            async with self._changed:
+                self.logs.append(event)
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: LogPredicate, timeout_s: float = 10) -> dict[str, Any]:
+        """The first log event (past or future) matching ``predicate``.
+
+        Raises:
+            AssertionError: The process exited or the time ran out first; the
+                message carries the last log lines.
+        """
+        seen = 0
+        try:
+            async with asyncio.timeout(scaled(timeout_s)), self._changed:
+                while True:
+                    for event in self.logs[seen:]:
+                        if predicate(event):
+                            return event
+                    seen = len(self.logs)
+                    if self._reader is not None and self._reader.done():
+                        raise AssertionError(f"{self.name} exited:\n{self.tail()}")
+                    await self._changed.wait()
+        except TimeoutError:
+            message = f"{self.name}: no such log event in time:\n{self.tail()}"
+            raise AssertionError(message) from None
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(json.dumps(e) for e in self.logs[-lines:])
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 15) -> int:
+        """Send ``sig`` and wait for the exit code (SIGKILL after the bound)."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            try:
+                async with asyncio.timeout(scaled(timeout_s)):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+    async def kill(self) -> int:
+        return await self.stop(signal.SIGKILL)
+
+
+class Cluster:
+    """A NATS server plus the services a test starts; everything stops at the end."""
+
+    def __init__(self, nats: NatsServer, base_env: Mapping[str, str]) -> None:
+        self.nats = nats
+        self.base_env = dict(base_env)
+        self.services: list[Service] = []
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {**self.base_env, "CHAT_NATS_URL": self.nats.url, **overrides}
+
+    async def start(self, name: str, module: str, **env: str) -> Service:
+        service = Service(name, module, self.env(**env))
+        self.services.append(service)
+        return await service.start()
+
+    async def rooms(self, **env: str) -> Service:
+        return await self.start("rooms", "chat_rooms", CHAT_METRICS_PORT="0", **env)
+
+    async def announcer(self, **env: str) -> Service:
+        return await self.start("announcer", "chat_announcer", CHAT_METRICS_PORT="0", **env)
+
+    async def gateway(self, **env: str) -> Service:
+        return await self.start("gateway", "chat_gateway", CHAT_PORT="0", **env)
+
+    def ws_url(self, gateway: Service, room: str, **query: str) -> str:
+        from urllib.parse import urlencode
+
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"ws://127.0.0.1:{gateway.port}/ws/chat/{room}{suffix}"
+
+    async def close(self) -> None:
+        for service in reversed(self.services):
+            if service.returncode is None:
+                await service.stop()
+
+
+# Fast presence timing for tests: heartbeats every 0.3 s, dead after 2 s.
+FAST_PRESENCE = {
+    "CHAT_HEARTBEAT_INTERVAL_S": "0.3",
+    "CHAT_PRESENCE_TTL_S": "2",
+    "CHAT_PRESENCE_CHECK_INTERVAL_S": "0.2",
+}
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+    """A running nats-server (JetStream on) and a :class:`Cluster` to start services on."""
+    nats = NatsServer(tmp_path / "nats")
+    await nats.start()
+    base = {
+        "CHAT_LOG_FORMAT": "json",
+        "CHAT_LOG_LEVEL": "info",
+        "CHAT_AUTH": "dev",
+        "CHAT_NATS_RECONNECT_WAIT_S": "0.1",
+        **FAST_PRESENCE,
+        **env,
+    }
+    result = Cluster(nats, base)
+    try:
+        yield result
+    finally:
+        await result.close()
+        await nats.stop()
