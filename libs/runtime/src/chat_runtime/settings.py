@@ -87,7 +87,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: wait shortens the outage a NATS restart causes).
     nats_reconnect_wait_s: PositiveFloat = 0.5
     #: Reconnect attempts before the service gives up and exits non-zero so its
-    #: supervisor restarts it; -1 retries forever. 120 x 0.5 s = one minute.
+    #: supervisor restarts it; -1 (or 0, as nats-py treats it) retries forever.
+    #: 120 x 0.5 s = one minute.
     nats_max_reconnect_attempts: Annotated[int, Meta(ge=-1)] = 120
     #: Bytes nats-py buffers while disconnected (its default is 2 MiB); publishes
     #: beyond it fail instead of growing memory.

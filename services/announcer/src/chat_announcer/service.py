@@ -1,0 +1,83 @@
+"""The announcer service: the periodic system announcement, once per room per period."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
+from chat_runtime.lifecycle import wait_for_shutdown
+from chat_runtime.natsconn import connect_nats
+from chat_runtime.ops import serve_ops
+from falcon_pachinko import WebSocketConnectionManager, WorkerController
+from falcon_pachinko.backends.nats import NatsBackend
+
+from .errors import LeaseUnavailable
+from .lease import KvPeriodLease
+from .metrics import Metrics
+from .settings import Settings
+from .worker import announcement_worker
+
+__all__ = ["run"]
+
+log = structlog.get_logger(__name__)
+
+
+async def run(settings: Settings) -> int:
+    """Serve until a signal (exit 0) or until NATS is lost for good (exit 1)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    conn = await connect_nats(settings, "announcer", registry)
+    # Publishing into rooms and asking which rooms exist go through the library;
+    # the announcer has no members, so it reports no presence.
+    manager = WebSocketConnectionManager(
+        NatsBackend(client=conn.client, subject_prefix=SUBJECT_PREFIX, presence=False)
+    )
+    controller = WorkerController()
+    try:
+        await manager.start()
+        lease = KvPeriodLease(
+            conn.client,
+            bucket=settings.announce_lease_bucket,
+            interval_s=settings.announce_interval_s,
+            owner=f"{socket.gethostname()}/{os.getpid()}",
+        )
+        await _prepare(lease)
+        await controller.start(
+            announcement_worker,
+            conn_mgr=manager,
+            interval_s=settings.announce_interval_s,
+            text=settings.announce_text,
+            room_prefix=settings.announce_room_prefix,
+            lease=lease,
+            metrics=metrics,
+        )
+        async with serve_ops(
+            settings.metrics_host, settings.metrics_port, lambda: conn.connected, registry
+        ) as port:
+            log.info(
+                "service.ready",
+                port=port,
+                service="announcer",
+                interval_s=settings.announce_interval_s,
+                room_prefix=settings.announce_room_prefix,
+                bucket=settings.announce_lease_bucket,
+            )
+            code = await wait_for_shutdown(conn)
+    finally:
+        await controller.stop()
+        await manager.stop()
+        await conn.drain()
+    return code
+
+
+async def _prepare(lease: KvPeriodLease) -> None:
+    # Not fatal: JetStream may come back before the first period; until then each
+    # period is skipped and logged by the worker.
+    try:
+        await lease.prepare()
+    except LeaseUnavailable as exc:
+        log.warning("announcer.lease_unavailable", bucket=lease.bucket, error=str(exc))
