@@ -62,9 +62,7 @@ def token(name: str = "Alice", **options: float) -> str:
             403,
             id="bad-signature",
         ),
-        pytest.param(
-            lambda: {"token": token(ttl_s=60, now=time.time() - 3600)}, 403, id="expired"
-        ),
+        pytest.param(lambda: {"token": token(ttl_s=60, now=time.time() - 3600)}, 403, id="expired"),
         pytest.param(lambda: {}, 403, id="no-token"),
         pytest.param(lambda: {"user": "Alice"}, 403, id="dev-user-param-ignored"),
     ],
