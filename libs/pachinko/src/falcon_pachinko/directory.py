@@ -55,6 +55,7 @@ log = structlog.get_logger(__name__)
 LostHandler = Callable[[list[Lost]], Awaitable[None]]
 
 _encoder: Final = msgspec.json.Encoder()
+_FLUSH_TIMEOUT_S: Final = 2.0
 _rooms_query: Final = msgspec.json.Decoder(RoomsQuery)
 _members_query: Final = msgspec.json.Decoder(MembersQuery)
 
@@ -114,6 +115,7 @@ class Directory:
         )
         self._expiry = asyncio.create_task(self._expire_loop(), name="pachinko-directory-expiry")
         await self.request_resync()
+        await self._flush()
         log.info("pachinko.directory_started", ttl_s=self.registry.ttl_s)
 
     async def stop(self) -> None:
@@ -206,6 +208,18 @@ class Directory:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._query_wait_s), self._applied:
                 await self._applied.wait_for(caught_up)
+
+    async def _flush(self) -> None:
+        # Until the server has the endpoints' subscriptions, queries get "no
+        # responders": make them effective before start() returns. nats-py's flush()
+        # writes its PING ahead of commands still queued for its flusher task, so
+        # hand those to the socket first. Offline, they are sent on reconnect.
+        if not self._nc.is_connected:
+            return
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            async with asyncio.timeout(_FLUSH_TIMEOUT_S):
+                await self._nc._flush_pending(force_flush=True)
+                await self._nc.flush()
 
     async def _publish_quietly(self, subject: str) -> None:
         with contextlib.suppress(nats.errors.Error):

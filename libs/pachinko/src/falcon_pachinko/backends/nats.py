@@ -227,6 +227,8 @@ class NatsBackend(Backend):
             await self.client.publish(subject, data, headers=headers)
         except _UNAVAILABLE as exc:
             raise BackendError("NATS is unavailable; the message was not sent") from exc
+        except nats.errors.MaxPayloadError as exc:
+            raise BackendError("the message is larger than NATS accepts; not sent") from exc
 
     # -- membership ------------------------------------------------------------
 
@@ -319,6 +321,11 @@ class NatsBackend(Backend):
             return  # the subscription is re-sent when the client reconnects
         with contextlib.suppress(*_UNAVAILABLE, nats.errors.TimeoutError, TimeoutError):
             async with asyncio.timeout(self._request_timeout_s):
+                # nats-py writes flush()'s PING to the socket at once, ahead of
+                # commands still queued for its flusher task (a SUB just made): the
+                # PONG could then return before the server has the subscription.
+                # Hand the queued commands to the socket first.
+                await nc._flush_pending(force_flush=True)
                 await nc.flush()
 
 
@@ -329,7 +336,10 @@ async def _close(nc: Client, timeout_s: float) -> None:
     except (TimeoutError, *_UNAVAILABLE):
         pass
     if not nc.is_closed:
-        await nc.close()
+        # While reconnecting, nats-py's close writes the reconnect buffer to the
+        # dead socket and raises; what was buffered is lost either way.
+        with contextlib.suppress(OSError):
+            await nc.close()
 
 
 async def _log_error(exc: Exception) -> None:
