@@ -46,6 +46,7 @@ __all__ = [
     "RequestSync",
     "RoomsQuery",
     "RoomsReply",
+    "SNAPSHOT_PART_BYTES",
     "Snapshot",
     "event_decoder",
 ]
@@ -72,11 +73,17 @@ class Delta(msgspec.Struct, frozen=True, kw_only=True, tag="delta", tag_field="k
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot", tag_field="kind"):
-    """Everything the node holds, as of its delta ``seq``."""
+    """Everything the node holds, as of its delta ``seq``.
+
+    A large snapshot is sent in parts (``part`` 0, 1, ... up to the one marked
+    ``final``) so that no message exceeds the NATS payload limit.
+    """
 
     node: str
     seq: int
     members: list[Change]
+    part: int = 0
+    final: bool = True
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat", tag_field="kind"):
@@ -128,6 +135,16 @@ class MembersReply(msgspec.Struct, frozen=True):
 # -- node side -----------------------------------------------------------------
 
 
+#: Target size of one snapshot part: a quarter of NATS's default 1 MiB payload limit.
+SNAPSHOT_PART_BYTES: Final = 256 * 1024
+
+
+def _encoded_size(change: Change) -> int:
+    # JSON array of a bool and up to three strings; escapes can double a string.
+    text = len(change.room) + len(change.connection_id) + len(change.presence or "")
+    return 2 * text + 24
+
+
 class Reporter:
     """A node's membership as reported to the directory: local truth plus a sequence.
 
@@ -171,6 +188,25 @@ class Reporter:
             raise RuntimeError("take the pending delta before a snapshot")
         return Snapshot(node=self.node_id, seq=self.seq, members=list(self._members.values()))
 
+    def snapshot_parts(self, max_bytes: int = SNAPSHOT_PART_BYTES) -> list[Snapshot]:
+        """:meth:`snapshot` split into parts of roughly at most ``max_bytes`` each."""
+        if self._pending:
+            raise RuntimeError("take the pending delta before a snapshot")
+        chunks: list[list[Change]] = [[]]
+        size = 0
+        for change in self._members.values():
+            cost = _encoded_size(change)
+            if chunks[-1] and size + cost > max_bytes:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(change)
+            size += cost
+        last = len(chunks) - 1
+        return [
+            Snapshot(node=self.node_id, seq=self.seq, members=c, part=i, final=i == last)
+            for i, c in enumerate(chunks)
+        ]
+
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(node=self.node_id, seq=self.seq)
 
@@ -204,6 +240,8 @@ class _Node:
     last_seen: float
     synced: bool
     sync_requested_at: float | None = None
+    #: The snapshot part expected next while a multi-part snapshot arrives.
+    next_part: int | None = None
     members: dict[tuple[str, str], Member] = field(default_factory=dict)
 
 
@@ -305,13 +343,22 @@ class Registry:
     def _snapshot(self, event: Snapshot, now: float) -> list[Action]:
         state = self._nodes.get(event.node)
         if state is None:
-            state = self._nodes[event.node] = _Node(seq=event.seq, last_seen=now, synced=True)
-        elif state.synced and event.seq < state.seq:
-            return []  # older than what was applied since
-        self._forget_members(state)
+            state = self._nodes[event.node] = _Node(seq=event.seq, last_seen=now, synced=False)
+        state.last_seen = now
+        if state.synced and event.seq < state.seq:
+            return []  # (any part of) a snapshot older than what was applied since
+        if event.part == 0:
+            self._forget_members(state)
+            state.seq = event.seq
+        elif state.next_part != event.part or state.seq != event.seq:
+            # A part went missing (or belongs to another snapshot): start over.
+            state.synced, state.next_part = False, None
+            return self._request_sync(event.node, state, now)
         self._apply_changes(event.node, state, event.members)
-        state.seq, state.synced, state.last_seen = event.seq, True, now
-        state.sync_requested_at = None
+        if event.final:
+            state.synced, state.next_part, state.sync_requested_at = True, None, None
+        else:
+            state.synced, state.next_part = False, event.part + 1
         return []
 
     def _heartbeat(self, event: Heartbeat, now: float) -> list[Action]:

@@ -313,3 +313,38 @@ async def test_the_view_is_right_again_after_a_nats_restart(cluster: Cluster) ->
     await a2.sock.wait_for(lambda: '{"n":2}' in a2.sock.texts)
     assert a2.sock.texts == ['{"n":1}', '{"n":2}']  # one subscription, nothing twice
     assert handle.lost == []
+
+
+async def test_a_snapshot_larger_than_the_payload_limit_arrives_in_parts(server: Any) -> None:
+    # 25,000 memberships encode to several MiB: more than NATS's 1 MiB payload
+    # limit, so a restarted directory can only rebuild its view from parts.
+    import nats
+
+    from falcon_pachinko.backends.nats import NatsBackend
+    from falcon_pachinko.directory import Directory
+
+    class Sink:
+        def deliver(self, room: str, data: bytes, exclude: str | None) -> None: ...
+
+        def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
+            return False
+
+    node = NatsBackend(server.url)
+    await node.start(Sink())
+    nc = await nats.connect(server.url)
+    try:
+        for i in range(25_000):
+            member = Member(connection_id=f"{i:032x}", presence=f"user-{i}")
+            await node.member_joined(f"room-{i % 50}", member)
+        directory = Directory(nc, Subjects("chat"), ttl_s=30)
+        await directory.start()  # asks every node for a snapshot
+        try:
+            async with asyncio.timeout(scaled(10)):
+                while directory.registry.connection_count < 25_000:
+                    await asyncio.sleep(0.02)
+            assert len(await node.rooms_by_prefix("room-")) == 50
+        finally:
+            await directory.stop()
+    finally:
+        await node.stop()
+        await nc.close()

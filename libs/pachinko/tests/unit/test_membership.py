@@ -591,3 +591,63 @@ class Cluster(RuleBasedStateMachine):
 
 Cluster.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_registry_converges_to_the_nodes_truth = Cluster.TestCase
+
+
+# -- multi-part snapshots --------------------------------------------------------
+
+
+def _big_reporter(members: int) -> Reporter:
+    reporter = Reporter("big")
+    for i in range(members):
+        reporter.record(True, f"room-{i % 7}", Member(connection_id=f"c{i:05d}", presence=f"u{i}"))
+    reporter.take_delta()
+    return reporter
+
+
+def test_large_snapshots_are_split_into_parts_under_the_size_budget() -> None:
+    reporter = _big_reporter(3000)
+    parts = reporter.snapshot_parts(max_bytes=16 * 1024)
+    assert len(parts) > 1
+    assert [p.part for p in parts] == list(range(len(parts)))
+    assert [p.final for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert all(len(msgspec.json.encode(p)) <= 16 * 1024 + 512 for p in parts)
+    assert sum(len(p.members) for p in parts) == 3000
+    assert reporter.snapshot_parts() == [reporter.snapshot()]  # small enough for one part
+
+
+def test_registry_applies_parts_in_order_and_is_synced_after_the_final_one() -> None:
+    registry = Registry(ttl_s=10)
+    parts = _big_reporter(500).snapshot_parts(max_bytes=4 * 1024)
+    for part in parts[:-1]:
+        assert registry.apply(part, 1.0) == []
+        assert registry.applied_seq("big") is None  # not yet complete
+    registry.apply(parts[-1], 1.0)
+    assert registry.applied_seq("big") == 1
+    assert registry.connection_count == 500
+
+
+def test_a_missing_part_restarts_the_sync() -> None:
+    registry = Registry(ttl_s=10)
+    parts = _big_reporter(500).snapshot_parts(max_bytes=4 * 1024)
+    registry.apply(parts[0], 1.0)
+    assert registry.apply(parts[2], 1.0) == [RequestSync("big")]
+    assert registry.applied_seq("big") is None
+    for part in parts:  # the requested snapshot arrives whole
+        registry.apply(part, 3.0)
+    assert registry.applied_seq("big") == 1 and registry.connection_count == 500
+
+
+def test_parts_of_a_stale_snapshot_do_not_unsync_a_node() -> None:
+    registry = Registry(ttl_s=10)
+    reporter = _big_reporter(200)
+    stale = reporter.snapshot_parts(max_bytes=2 * 1024)
+    reporter.record(True, "extra", Member(connection_id="late"))
+    delta = reporter.take_delta()
+    assert delta is not None
+    for part in reporter.snapshot_parts():
+        registry.apply(part, 1.0)
+    assert registry.applied_seq("big") == 2
+    for part in stale:  # an older snapshot, delivered late
+        assert registry.apply(part, 1.5) == []
+    assert registry.applied_seq("big") == 2
+    assert registry.connection_count == 201

@@ -293,7 +293,8 @@ class NatsBackend(Backend):
         try:
             async with self._publish_lock:
                 await self._send_delta_locked()
-                await self._publish_event_locked(self._reporter.snapshot())
+                for part in self._reporter.snapshot_parts():
+                    await self._publish_event_locked(part)
         except BackendError:
             log.warning("pachinko.nats_snapshot_not_sent", node=self.node_id)
 
