@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from typing import Any
 
-import msgspec
 import structlog
 import uvicorn
-import uvloop
 from prometheus_client import CollectorRegistry
 
-from chat_runtime.logs import configure_logging
+from chat_runtime.entrypoint import service_main
 from chat_runtime.natsconn import NatsConnection, connect_nats
 from chat_runtime.ops import bound_port
 from falcon_pachinko.backends.nats import NatsBackend
@@ -29,18 +26,7 @@ SUBJECT_PREFIX = "chat"
 
 
 def main() -> int:
-    try:
-        settings = load_settings(os.environ)
-    except (msgspec.ValidationError, ValueError) as exc:
-        print(f"chat-gateway: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(run(settings))
-    except (ConnectionError, OSError) as exc:
-        print(f"chat-gateway: {exc}", file=sys.stderr)
-        return 1
+    return service_main("chat-gateway", load_settings, run)
 
 
 async def run(settings: Settings) -> int:

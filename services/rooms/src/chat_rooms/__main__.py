@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
 
-import msgspec
-
-from chat_runtime.logs import configure_logging
+from chat_runtime.entrypoint import service_main
 
 from .service import run
 from .settings import load_settings
 
 
 def main() -> int:
-    try:
-        settings = load_settings(os.environ)
-    except (msgspec.ValidationError, ValueError) as exc:
-        print(f"chat-rooms: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    try:
-        return asyncio.run(run(settings))
-    except (ConnectionError, OSError) as exc:
-        print(f"chat-rooms: {exc}", file=sys.stderr)
-        return 1
+    return service_main("chat-rooms", load_settings, run)
 
 
 if __name__ == "__main__":
