@@ -155,3 +155,37 @@ async def test_rooms_service_restart_recovers_membership(chat: Cluster) -> None:
                 return await rooms_seen_by(chat) == ["alpha", "beta", "gamma"]
 
             await eventually(three, "a room joined after the restart is listed")
+
+
+async def test_a_nats_restart_is_survived_by_every_service(chat: Cluster) -> None:
+    rooms = await chat.rooms()
+    a, b = await chat.gateway(), await chat.gateway()
+    async with (
+        connect(chat.ws_url(a, "general", user="Ann")) as ann,
+        connect(chat.ws_url(b, "general", user="Ben")) as ben,
+    ):
+        await joined(ann)
+        await joined(ben)
+        await ann.expect("serverUserJoined")
+        seen = {s.name + str(id(s)): len(s.logs) for s in (rooms, a, b)}
+
+        await chat.nats.restart()  # same port, same JetStream store
+
+        for service in (rooms, a, b):
+            start = seen[service.name + str(id(service))]
+            await service.wait_for(
+                lambda e, s=service, i=start: (
+                    e.get("event") == "nats.reconnected" and s.logs.index(e) >= i
+                ),
+                timeout_s=15,
+            )
+        # Room subscriptions were restored: chat crosses gateways again.
+        await ben.send_json(send("after the restart"))
+        assert (await ann.expect("serverNewMessage"))["payload"]["text"] == "after the restart"
+
+        # The rooms service's view is right again (deltas lost meanwhile are resynced).
+        async def listed() -> bool:
+            return await rooms_seen_by(chat) == ["general"]
+
+        await eventually(listed, "general listed after the NATS restart")
+    assert all(s.returncode is None for s in (rooms, a, b)), "a service exited"
