@@ -93,6 +93,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: Bytes nats-py buffers while disconnected (its default is 2 MiB); publishes
     #: beyond it fail instead of growing memory.
     nats_pending_bytes: Annotated[int, Meta(ge=64 * 1024)] = 8 * 1024 * 1024
+    #: Seconds, at shutdown, to deliver what is buffered and unsubscribe before the
+    #: connection is closed anyway. Orchestrator grace periods must cover it.
+    nats_drain_timeout_s: PositiveFloat = 5.0
 
     @property
     def nats_servers(self) -> list[str]:

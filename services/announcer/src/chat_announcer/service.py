@@ -70,7 +70,7 @@ async def run(settings: Settings) -> int:
     finally:
         await controller.stop()
         await manager.stop()
-        await conn.drain()
+        await conn.drain(settings.nats_drain_timeout_s)
     return code
 
 

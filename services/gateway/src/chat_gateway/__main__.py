@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 from typing import Any
 
@@ -33,23 +34,35 @@ async def run(settings: Settings) -> int:
     """Serve until a signal (exit 0), or until NATS is lost for good (exit 1)."""
     registry = CollectorRegistry()
     if settings.backend == "memory":
-        app = create_app(settings, registry=registry)
-        return await _serve(settings, app, None)
+        draining = _Draining()
+        app = create_app(settings, registry=registry, ready=lambda: not draining.now)
+        return await _serve(settings, app, None, draining)
     conn = await connect_nats(settings, "gateway", registry)
     backend = NatsBackend(
         client=conn.client,
         subject_prefix=SUBJECT_PREFIX,
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )
-    app = create_app(settings, backend, registry=registry, ready=lambda: conn.connected)
+    draining = _Draining()
+    app = create_app(
+        settings, backend, registry=registry, ready=lambda: conn.connected and not draining.now
+    )
     try:
-        return await _serve(settings, app, conn)
+        return await _serve(settings, app, conn, draining)
     finally:
-        await conn.drain()
+        await conn.drain(settings.nats_drain_timeout_s)
 
 
-async def _serve(settings: Settings, app: Any, conn: NatsConnection | None) -> int:
-    server = GatewayServer(uvicorn.Config(app, **uvicorn_options(settings)), settings)
+class _Draining:
+    """Set once shutdown begins, so that readiness fails before connections close."""
+
+    now = False
+
+
+async def _serve(
+    settings: Settings, app: Any, conn: NatsConnection | None, draining: _Draining
+) -> int:
+    server = GatewayServer(uvicorn.Config(app, **uvicorn_options(settings)), settings, draining)
     serving = asyncio.create_task(server.serve(), name="uvicorn")
     if conn is None:
         await serving
@@ -58,6 +71,7 @@ async def _serve(settings: Settings, app: Any, conn: NatsConnection | None) -> i
     await asyncio.wait([serving, lost], return_when=asyncio.FIRST_COMPLETED)
     if lost.done() and not serving.done():
         log.error("service.stopping", reason="nats connection closed")
+        draining.now = True
         server.should_exit = True  # graceful: clients get 1012 and may reconnect elsewhere
         await serving
         return 1
@@ -70,9 +84,16 @@ async def _serve(settings: Settings, app: Any, conn: NatsConnection | None) -> i
 class GatewayServer(uvicorn.Server):
     """uvicorn's server, announcing readiness once it listens."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+    def __init__(self, config: uvicorn.Config, settings: Settings, draining: _Draining) -> None:
         super().__init__(config)
         self._settings = settings
+        self._draining = draining
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # SIGTERM/SIGINT: report not ready at once, then let uvicorn shut down.
+        self._draining.now = True
+        log.info("service.stopping", reason="signal", signal=sig)
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
@@ -97,7 +118,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "log_config": None,
         "server_header": False,
-        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_timeout_s),
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 

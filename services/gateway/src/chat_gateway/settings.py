@@ -34,6 +34,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     #: HTTP and WebSocket port; 0 picks a free one (logged with ``service.ready``).
     port: Port = 8000
+    #: Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated
+    #: addresses or ``*``). uvicorn's default: only a proxy on the same host.
+    forwarded_allow_ips: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
     #: ``nats``: one gateway among many, room traffic and membership over NATS.
     #: ``memory``: a single process with no infrastructure; the announcements then
     #: run inside the gateway (the ``CHAT_ANNOUNCE_*`` settings apply).

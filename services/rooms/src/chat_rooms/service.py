@@ -62,5 +62,5 @@ async def run(settings: Settings) -> int:
     finally:
         await directory.stop()
         await rooms.stop()
-        await conn.drain()
+        await conn.drain(settings.nats_drain_timeout_s)
     return code

@@ -1,0 +1,850 @@
+"""The deployment files: Dockerfiles, docker-compose.yml, k8s/ and Prometheus.
+
+Nothing here needs a Docker engine or a cluster. The manifests are rendered with
+``kubectl kustomize`` (skipped when kubectl is absent) and validated against the
+Kubernetes schemas of a fixed version; docker-compose.yml against the Compose
+specification. Then they are checked against the code they deploy: every
+``CHAT_*`` variable must be a field of the Settings of the service it is given to
+(and its value must pass that service's validation), ports must be the services'
+defaults, probes must hit /healthz and /readyz, grace periods must cover the
+shutdown. The Dockerfiles are parsed and checked the same way, and one image's
+build is replayed with the same pip commands, without Docker.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import msgspec
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+import chat_announcer.settings
+import chat_gateway.settings
+import chat_rooms.settings
+from chat_runtime.natsconn import NatsConnection
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+#: The Kubernetes release the manifests must be valid for (strict: no unknown fields).
+K8S_VERSION = "1.30.0"
+KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev"]
+BASE_IMAGE = "python:3.11-slim"
+#: A stand-in for the JWT secret wherever a value is needed to validate settings.
+DUMMY_SECRET = "x" * 48
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A deployable service and what its deployment must agree with."""
+
+    name: str  # the directory under services/
+    image: str  # the image name, also the console script
+    settings: Any  # the service's settings module
+    port_field: str  # the setting that holds the HTTP port (health, metrics)
+    host_field: str  # the setting that holds the listening interface
+
+    @property
+    def directory(self) -> Path:
+        return ROOT / "services" / self.name
+
+    @property
+    def fields(self) -> dict[str, msgspec.structs.FieldInfo]:
+        return {f.name: f for f in msgspec.structs.fields(self.settings.Settings)}
+
+    @property
+    def env_names(self) -> set[str]:
+        return {"CHAT_" + name.upper() for name in self.fields}
+
+    @property
+    def default_port(self) -> int:
+        return int(self.fields[self.port_field].default)
+
+    @property
+    def port_env(self) -> str:
+        return "CHAT_" + self.port_field.upper()
+
+    @property
+    def host_env(self) -> str:
+        return "CHAT_" + self.host_field.upper()
+
+    def check_env(self, env: Mapping[str, str]) -> None:
+        """Fail unless every CHAT_* name is a setting and the values load."""
+        unknown = {k for k in env if k.startswith("CHAT_")} - self.env_names
+        assert not unknown, f"{self.image}: not settings of {self.name}: {sorted(unknown)}"
+        values = dict(env)
+        if self.name == "gateway" and values.get("CHAT_AUTH", "jwt") == "jwt":
+            values.setdefault("CHAT_JWT_SECRET", DUMMY_SECRET)
+        try:
+            self.settings.load_settings(values)
+        except (msgspec.ValidationError, ValueError) as exc:
+            pytest.fail(f"{self.image}: its settings do not load: {exc}")
+
+
+SERVICES = {
+    s.image: s
+    for s in (
+        Service("gateway", "chat-gateway", chat_gateway.settings, "port", "host"),
+        Service("rooms", "chat-rooms", chat_rooms.settings, "metrics_port", "metrics_host"),
+        Service(
+            "announcer", "chat-announcer", chat_announcer.settings, "metrics_port", "metrics_host"
+        ),
+    )
+}
+GATEWAY = SERVICES["chat-gateway"]
+
+
+def _drain_timeout_s() -> float:
+    """How long a service's NATS drain may take at shutdown (its bound)."""
+    default = inspect.signature(NatsConnection.drain).parameters["timeout_s"].default
+    return float(default)
+
+
+def _image_name(image: str) -> str:
+    """``registry.example.com/chat-gateway:0.1.0`` -> ``chat-gateway``."""
+    return image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+
+
+# --------------------------------------------------------------------- Kubernetes --
+
+
+@cache
+def _render(kustomization: str) -> tuple[Doc, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (needed for `kubectl kustomize`)")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / kustomization)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl kustomize {kustomization}:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@pytest.fixture(params=KUSTOMIZATIONS)
+def docs(request: pytest.FixtureRequest) -> tuple[Doc, ...]:
+    return _render(request.param)
+
+
+def _of_kind(docs: tuple[Doc, ...], kind: str) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _workloads(docs: tuple[Doc, ...]) -> Iterator[Doc]:
+    return (d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))
+
+
+def _chat_containers(docs: tuple[Doc, ...]) -> Iterator[tuple[Doc, Doc, Service]]:
+    """(workload, container, service) for every container running a chat image."""
+    for workload in _workloads(docs):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            service = SERVICES.get(_image_name(container["image"]))
+            if service is not None:
+                yield workload, container, service
+
+
+def _container_env(docs: tuple[Doc, ...], container: Doc) -> dict[str, str]:
+    """The variables a container gets from its ConfigMaps and its own ``env``."""
+    config_maps = _of_kind(docs, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        assert name in config_maps, f"envFrom names a missing ConfigMap {name}"
+        env.update(config_maps[name].get("data", {}))
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value", DUMMY_SECRET if "valueFrom" in var else "")
+    return env
+
+
+def _port_number(container: Doc, port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    by_name = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert port in by_name, f"{container['name']}: no container port named {port}"
+    return int(by_name[port])
+
+
+def test_kustomizations_render_documents_valid_for_kubernetes(docs: tuple[Doc, ...]) -> None:
+    kinds = {d["kind"] for d in docs}
+    expected = {"Namespace", "ConfigMap", "Service", "Deployment", "StatefulSet"}
+    expected |= {"HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+    assert expected <= kinds
+    for doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "chat", where
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path)
+            pytest.fail(f"{where} is not valid Kubernetes {K8S_VERSION}: {exc.message} at /{path}")
+
+
+def test_jwt_secret_is_a_valid_template_that_is_never_rendered(docs: tuple[Doc, ...]) -> None:
+    template = yaml.safe_load((ROOT / "k8s/base/jwt-secret.template.yaml").read_text())
+    kubernetes_validate.validate(template, K8S_VERSION, strict=True)
+    # Never applied by kustomize: an apply would overwrite the real key with the placeholder.
+    assert not _of_kind(docs, "Secret")
+    # The placeholder must not be usable: the gateway refuses it.
+    placeholder = template["stringData"]["CHAT_JWT_SECRET"]
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        GATEWAY.settings.load_settings({"CHAT_JWT_SECRET": placeholder})
+    gateway = _of_kind(docs, "Deployment")["chat-gateway"]
+    refs = [
+        v["valueFrom"]["secretKeyRef"]
+        for c in gateway["spec"]["template"]["spec"]["containers"]
+        for v in c.get("env", [])
+        if v["name"] == "CHAT_JWT_SECRET"
+    ]
+    assert refs == [{"name": template["metadata"]["name"], "key": "CHAT_JWT_SECRET"}]
+
+
+def test_every_setting_given_to_a_container_is_a_setting_of_its_service(
+    docs: tuple[Doc, ...],
+) -> None:
+    seen = set()
+    for _, container, service in _chat_containers(docs):
+        seen.add(service.image)
+        env = _container_env(docs, container)
+        assert all(k.startswith("CHAT_") for k in env), sorted(env)
+        service.check_env(env)
+        # In a pod the service must listen beyond loopback.
+        assert env.get(service.host_env) == "0.0.0.0", service.image
+    assert seen == set(SERVICES)
+    for config_map in _of_kind(docs, "ConfigMap").values():
+        assert all(k.startswith("CHAT_") for k in config_map.get("data", {}))
+
+
+def test_ports_probes_and_scrape_annotations_match_the_services(docs: tuple[Doc, ...]) -> None:
+    for workload, container, service in _chat_containers(docs):
+        env = _container_env(docs, container)
+        ports = [p["containerPort"] for p in container["ports"]]
+        assert ports == [service.default_port], service.image
+        assert int(env.get(service.port_env, service.default_port)) == service.default_port
+        ready = container["readinessProbe"]["httpGet"]
+        live = container["livenessProbe"]["httpGet"]
+        assert (ready["path"], live["path"]) == ("/readyz", "/healthz"), service.image
+        assert _port_number(container, ready["port"]) == service.default_port
+        assert _port_number(container, live["port"]) == service.default_port
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(service.default_port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_every_workload_has_resources_probes_and_a_locked_down_security_context(
+    docs: tuple[Doc, ...],
+) -> None:
+    for workload in _workloads(docs):
+        pod = workload["spec"]["template"]["spec"]
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        pod_security = pod.get("securityContext", {})
+        assert pod_security.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        assert pod.get("automountServiceAccountToken") is False, where
+        for container in pod["containers"]:
+            security = {**pod_security, **container.get("securityContext", {})}
+            assert security.get("runAsNonRoot") is True, where
+            assert security.get("runAsUser", 0) != 0, where
+            assert security.get("readOnlyRootFilesystem") is True, where
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], where
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), where
+            assert "memory" in resources.get("limits", {}), where
+            assert "readinessProbe" in container and "livenessProbe" in container, where
+
+
+def test_grace_periods_cover_the_shutdown(docs: tuple[Doc, ...]) -> None:
+    drain = _drain_timeout_s()
+    for workload, container, service in _chat_containers(docs):
+        grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        needed = drain
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
+        if pre_stop:
+            assert pre_stop["command"][0] == "sleep"
+            needed += float(pre_stop["command"][1])
+        if service is GATEWAY:
+            env = _container_env(docs, container)
+            default = GATEWAY.fields["shutdown_timeout_s"].default
+            needed += float(env.get("CHAT_SHUTDOWN_TIMEOUT_S", default))
+        assert grace > needed, f"{service.image}: {grace} s <= {needed} s of shutdown"
+
+
+def test_gateway_scales_on_its_own_and_rooms_is_a_single_instance(docs: tuple[Doc, ...]) -> None:
+    deployments = _of_kind(docs, "Deployment")
+    hpas = list(_of_kind(docs, "HorizontalPodAutoscaler").values())
+    assert len(hpas) == 1
+    hpa = hpas[0]["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "chat-gateway",
+    }
+    assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+    rooms = deployments["chat-rooms"]["spec"]
+    assert rooms["replicas"] == 1
+    assert rooms["strategy"] == {"type": "Recreate"}
+    assert deployments["chat-announcer"]["spec"]["replicas"] >= 2
+
+
+def test_disruption_budgets_and_selectors_match_their_pods(docs: tuple[Doc, ...]) -> None:
+    workloads = {w["metadata"]["name"]: w for w in _workloads(docs)}
+    for workload in workloads.values():
+        selector = workload["spec"]["selector"]["matchLabels"]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+    budgets = _of_kind(docs, "PodDisruptionBudget")
+    assert set(budgets) == {"chat-gateway", "chat-announcer"}
+    for name, budget in budgets.items():
+        assert budget["spec"]["selector"] == workloads[name]["spec"]["selector"]
+    services = _of_kind(docs, "Service")
+    gateway_pods = workloads["chat-gateway"]["spec"]["template"]["metadata"]["labels"]
+    assert services["chat-gateway"]["spec"]["selector"].items() <= gateway_pods.items()
+
+
+def test_only_the_chat_services_may_reach_nats(docs: tuple[Doc, ...]) -> None:
+    (policy,) = _of_kind(docs, "NetworkPolicy").values()
+    nats = _of_kind(docs, "StatefulSet")["nats"]
+    nats_labels = nats["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= nats_labels.items()
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert expression["operator"] == "In"
+    allowed = set(expression["values"])
+    assert allowed == set(SERVICES)
+    for workload, _, service in _chat_containers(docs):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert labels[expression["key"]] == service.image
+    (container,) = nats["spec"]["template"]["spec"]["containers"]
+    client_port = _port_number(container, "client")
+    assert [p["port"] for p in rule["ports"]] == [client_port]
+    for _, chat_container, _ in _chat_containers(docs):
+        url = _container_env(docs, chat_container)["CHAT_NATS_URL"]
+        assert url == f"nats://nats:{client_port}"
+
+
+def test_nats_runs_jetstream_on_a_volume_with_monitoring_probes() -> None:
+    docs = _render("k8s/base")
+    nats = _of_kind(docs, "StatefulSet")["nats"]
+    (container,) = nats["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert "-js" in args and args[args.index("-sd") + 1] == "/data"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"client": 4222, "monitor": int(args[args.index("-m") + 1])}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"].startswith("/healthz")
+        assert _port_number(container, get["port"]) == ports["monitor"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = [c["metadata"]["name"] for c in nats["spec"]["volumeClaimTemplates"]]
+    assert mounts == {"data": "/data"} and claims == ["data"]
+    service = _of_kind(docs, "Service")["nats"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert nats["spec"]["serviceName"] == "nats"
+
+
+def test_images_are_the_services_tagged_for_kustomize_to_retag() -> None:
+    base = yaml.safe_load((ROOT / "k8s/base/kustomization.yaml").read_text())
+    retaggable = {image["name"] for image in base["images"]}
+    assert set(SERVICES) <= retaggable
+    for kustomization in KUSTOMIZATIONS:
+        images = {c["image"] for _, c, _ in _chat_containers(_render(kustomization))}
+        assert images == {f"{name}:0.1.0" for name in SERVICES}
+
+
+def test_dev_overlay_is_one_small_gateway_with_console_logs() -> None:
+    base, dev = _render("k8s/base"), _render("k8s/overlays/dev")
+    assert _of_kind(base, "Deployment")["chat-gateway"]["spec"]["replicas"] == 3
+    dev_gateway = _of_kind(dev, "Deployment")["chat-gateway"]
+    assert dev_gateway["spec"]["replicas"] == 1
+    assert _of_kind(dev, "HorizontalPodAutoscaler")["chat-gateway"]["spec"]["minReplicas"] == 1
+    for _, container, _ in _chat_containers(dev):
+        assert _container_env(dev, container)["CHAT_LOG_FORMAT"] == "console"
+    for _, container, _ in _chat_containers(base):
+        assert _container_env(base, container)["CHAT_LOG_FORMAT"] == "json"
+
+    def memory_limits(docs: tuple[Doc, ...]) -> dict[str, str]:
+        return {
+            w["metadata"]["name"]: w["spec"]["template"]["spec"]["containers"][0]["resources"][
+                "limits"
+            ]["memory"]
+            for w in _workloads(docs)
+        }
+
+    def mebibytes(quantity: str) -> int:
+        number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+        return int(number) * (1024 if unit == "Gi" else 1)
+
+    for name, limit in memory_limits(dev).items():
+        assert mebibytes(limit) < mebibytes(memory_limits(base)[name]), name
+
+
+# ------------------------------------------------------------------------ Compose --
+
+
+@cache
+def _compose() -> Doc:
+    doc: Doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
+
+
+def _interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` -> default, ``${VAR:?error}`` -> a stand-in."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if op == ":?":
+            return DUMMY_SECRET if name == "CHAT_JWT_SECRET" else "required"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", replace, value)
+
+
+def _compose_chat_services() -> Iterator[tuple[str, Doc, Service]]:
+    for name, spec in _compose()["services"].items():
+        service = SERVICES.get(_image_name(spec.get("image", "")))
+        if service is not None:
+            yield name, spec, service
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    tool = BIN / "check-jsonschema"
+    assert tool.exists(), "check-jsonschema is missing: install requirements.lock"
+    result = subprocess.run(
+        [str(tool), "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_gives_each_service_only_its_own_settings() -> None:
+    seen = []
+    for name, spec, service in _compose_chat_services():
+        seen.append(service.image)
+        env = {k: _interpolate(str(v)) for k, v in spec["environment"].items()}
+        service.check_env(env)
+        assert env[service.host_env] == "0.0.0.0", name
+        assert spec["build"] == {
+            "context": ".",
+            "dockerfile": f"services/{service.name}/Dockerfile",
+        }
+        assert spec["restart"] == "unless-stopped", name
+    assert sorted(seen) == sorted(["chat-gateway"] * 2 + ["chat-rooms", "chat-announcer"])
+
+
+def test_compose_wiring_ports_replicas_and_health() -> None:
+    services = _compose()["services"]
+    nats = services["nats"]
+    command = nats["command"]
+    assert nats["image"] == "nats:2.10-alpine"
+    assert "-js" in command and command[command.index("-sd") + 1] == "/data"
+    monitor = command[command.index("-m") + 1]
+    assert nats["healthcheck"]["test"] == [
+        "CMD",
+        "wget",
+        "-qO-",
+        f"http://localhost:{monitor}/healthz",
+    ]
+    assert nats["volumes"][0].split(":")[0] in _compose()["volumes"]
+    host_ports = []
+    for name, spec, service in _compose_chat_services():
+        assert spec["depends_on"]["nats"] == {"condition": "service_healthy"}, name
+        port = int(spec["environment"][service.port_env])
+        assert port == service.default_port, name
+        published = [p.split(":") for p in spec.get("ports", [])]
+        assert all(int(container) == port for _, container in published), name
+        host_ports += [int(host) for host, _ in published]
+        if service is GATEWAY:
+            assert spec["environment"]["CHAT_JWT_SECRET"].startswith("${CHAT_JWT_SECRET:?")
+            grace = float(spec["stop_grace_period"].removesuffix("s"))
+            assert (
+                grace > float(spec["environment"]["CHAT_SHUTDOWN_TIMEOUT_S"]) + _drain_timeout_s()
+            )
+    assert sorted(host_ports) == [8000, 8001]
+    assert services["announcer"]["deploy"]["replicas"] == 2
+    assert services["prometheus"]["profiles"] == ["monitoring"]
+    assert "x-gateway" in _compose()
+
+
+def test_prometheus_scrapes_every_compose_service_on_its_port() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets: set[tuple[str, int]] = set()
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.split(":")
+                targets.add((host, int(port)))
+        for dns in job.get("dns_sd_configs", []):
+            targets |= {(host, int(dns["port"])) for host in dns["names"]}
+    expected = {
+        (name, int(spec["environment"][service.port_env]))
+        for name, spec, service in _compose_chat_services()
+    }
+    assert targets == expected
+    mount = _compose()["services"]["prometheus"]["volumes"][0]
+    assert mount.split(":")[0] == "./deploy/prometheus/prometheus.yml"
+
+
+# --------------------------------------------------------------------- Dockerfiles --
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    flags: tuple[str, ...]  # --from=..., --mount=..., --interval=...
+    args: str
+
+
+def _parse_dockerfile(path: Path) -> list[list[Instruction]]:
+    """The instructions of each build stage (comments and continuations resolved)."""
+    logical: list[str] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") or (not line.strip() and not pending):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, f"{path}: dangling line continuation"
+    stages: list[list[Instruction]] = []
+    for text in logical:
+        keyword, _, rest = text.strip().partition(" ")
+        flags = []
+        rest = rest.strip()
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            flags.append(flag)
+            rest = rest.strip()
+        instruction = Instruction(keyword.upper(), tuple(flags), rest)
+        if instruction.keyword == "FROM":
+            stages.append([])
+        assert stages, f"{path}: instruction before FROM"
+        stages[-1].append(instruction)
+    return stages
+
+
+def _pyproject(directory: Path) -> Doc:
+    doc: Doc = tomllib.loads((directory / "pyproject.toml").read_text())
+    return doc
+
+
+@cache
+def _workspace() -> dict[str, str]:
+    """Distribution name -> the member's directory, relative to the root."""
+    members = [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml")]
+    return {
+        canonicalize_name(_pyproject(p.parent)["project"]["name"]): str(p.parent.relative_to(ROOT))
+        for p in members
+    }
+
+
+def _closure(directory: str) -> set[str]:
+    """The member at ``directory`` and every workspace member it depends on."""
+    found = {directory}
+    todo = [directory]
+    while todo:
+        for dependency in _pyproject(ROOT / todo.pop())["project"].get("dependencies", []):
+            member = _workspace().get(canonicalize_name(Requirement(dependency).name))
+            if member is not None and member not in found:
+                found.add(member)
+                todo.append(member)
+    return found
+
+
+def _env(instruction: Instruction) -> dict[str, str]:
+    return dict(token.split("=", 1) for token in shlex.split(instruction.args))
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex (Go's filepath.Match plus ``**``)."""
+    parts = []
+    for token in re.split(r"(\*\*/|\*\*|\*|\?|\[[^\]]*\])", pattern):
+        if token == "**/":
+            parts.append("(.*/)?")
+        elif token == "**":
+            parts.append(".*")
+        elif token == "*":
+            parts.append("[^/]*")
+        elif token == "?":
+            parts.append("[^/]")
+        elif token.startswith("[") and token.endswith("]"):
+            parts.append(token)
+        else:
+            parts.append(re.escape(token))
+    return re.compile("".join(parts) + r"\Z")
+
+
+@cache
+def _dockerignore() -> tuple[tuple[bool, re.Pattern[str]], ...]:
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negate = line.startswith("!")
+            rules.append((negate, _glob_regex(line.lstrip("!").strip("/"))))
+    return tuple(rules)
+
+
+def _ignored(relative: str) -> bool:
+    """Docker's rule: the last pattern matching the path or a parent decides."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for negate, regex in _dockerignore():
+        if any(regex.match(prefix) for prefix in prefixes):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("service", list(SERVICES.values()), ids=lambda s: s.name)
+def test_dockerfile_builds_only_its_service_as_a_non_root_user(service: Service) -> None:
+    stages = _parse_dockerfile(service.directory / "Dockerfile")
+    assert len(stages) >= 2, "multi-stage: wheels are built in a builder stage"
+    assert all(stage[0].args.split()[0] == BASE_IMAGE for stage in stages)
+    builder, runtime = stages[0], stages[-1]
+    copied = {
+        shlex.split(i.args)[0].rstrip("/")
+        for stage in stages
+        for i in stage
+        if i.keyword in ("COPY", "ADD") and not any(f.startswith("--from") for f in i.flags)
+    }
+    members = _closure(f"services/{service.name}")
+    assert copied == members | {"requirements.lock"}
+    wheel = next(i.args for i in builder if i.keyword == "RUN" and "pip wheel" in i.args)
+    assert "--constraint" in wheel
+    assert {a.removeprefix("./") for a in shlex.split(wheel) if a.startswith("./")} == members
+    install = next(i for i in runtime if i.keyword == "RUN" and "pip install" in i.args)
+    assert {"--no-index", "--constraint"} <= set(shlex.split(install.args))
+    assert shlex.split(install.args)[-1] == service.image
+    assert not any(i.keyword in ("COPY", "ADD") and "--from" not in str(i.flags) for i in runtime)
+
+    users = [i.args for i in runtime if i.keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    (entrypoint,) = [json.loads(i.args) for i in runtime if i.keyword == "ENTRYPOINT"]
+    scripts = _pyproject(service.directory)["project"]["scripts"]
+    assert entrypoint == [service.image] and service.image in scripts
+
+    env: dict[str, str] = {}
+    for instruction in runtime:
+        if instruction.keyword == "ENV":
+            env |= _env(instruction)
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env[service.host_env] == "0.0.0.0"
+    service.check_env({k: v for k, v in env.items() if k.startswith("CHAT_")})
+    (expose,) = [i.args for i in runtime if i.keyword == "EXPOSE"]
+    assert expose.split() == [str(service.default_port)]
+    assert int(env.get(service.port_env, service.default_port)) == service.default_port
+    assert [i.args for i in runtime if i.keyword == "STOPSIGNAL"] == ["SIGTERM"]
+
+    (healthcheck,) = [i for i in runtime if i.keyword == "HEALTHCHECK"]
+    command = json.loads(healthcheck.args.removeprefix("CMD").strip())
+    assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
+    assert service.port_env in command[2] and f"'{service.default_port}'" in command[2]
+    compile(command[2], "<healthcheck>", "exec")
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        (".venv/bin/python", True),
+        (".git/HEAD", True),
+        (".data/nats/jetstream", True),
+        ("tests/system/cluster.py", True),
+        ("services/rooms/tests/unit/test_x.py", True),
+        ("libs/runtime/src/chat_runtime/__pycache__/ops.cpython-311.pyc", True),
+        ("services/gateway/.mypy_cache/x", True),
+        ("services/rooms/src/chat_rooms/stale.pyc", True),
+        ("services/rooms/Dockerfile", True),
+        ("node_modules/x/index.js", True),
+        ("docs/architecture.md", True),
+        ("requirements.lock", False),
+        ("libs/pachinko/README.md", False),
+        ("libs/pachinko/pyproject.toml", False),
+        ("services/rooms/src/chat_rooms/__main__.py", False),
+        ("services/gateway/src/chat_gateway/static/index.html", False),
+    ],
+)
+def test_dockerignore_keeps_only_what_the_images_need(path: str, ignored: bool) -> None:
+    assert _ignored(path) is ignored
+
+
+# ------------------------------------------------------ the build, without Docker --
+
+#: Signs that pip could not reach the package index at all (no network), as opposed
+#: to a genuine failure such as a pin that does not exist.
+_OFFLINE = (
+    "NewConnectionError",
+    "ConnectTimeoutError",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "ProxyError",
+)
+
+
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def _copy_into(source: str, destination: Path) -> None:
+    """``COPY source destination`` from the build context, honouring .dockerignore."""
+    origin = ROOT / source
+    if origin.is_file():
+        target = (
+            destination / origin.name
+            if source.endswith("/") or destination.is_dir()
+            else destination
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, target)
+        return
+    for path in origin.rglob("*"):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.is_file() and not _ignored(relative):
+            target = destination / path.relative_to(origin)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+class _Emulator:
+    """Replays a Dockerfile's COPY and pip steps in a directory standing in for ``/``."""
+
+    def __init__(self, fs: Path) -> None:
+        self.fs = fs
+        self.workdir = fs
+        self.roots: set[str] = set()
+
+    def host(self, container_path: str) -> Path:
+        if container_path.startswith("/"):
+            return self.fs / container_path.lstrip("/")
+        return self.workdir / container_path
+
+    def rewrite(self, command: str, python: str, mounts: dict[str, str]) -> str:
+        for target, source in mounts.items():
+            command = re.sub(rf"(?<![\w./-]){re.escape(target)}(?=[/\s]|$)", source, command)
+        # `pip` as a command (not inside a path such as /root/.cache/pip).
+        return re.sub(r"(?<![\w./-])pip(?=\s)", f"{shlex.quote(python)} -m pip", command)
+
+    def run(self, stage: list[Instruction], python: str, only_pip: bool = False) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        for instruction in stage:
+            if instruction.keyword == "WORKDIR":
+                self.roots.add(instruction.args)
+                self.workdir = self.host(instruction.args)
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            elif instruction.keyword == "ENV":
+                env |= _env(instruction)
+            elif instruction.keyword == "COPY":
+                source, destination = shlex.split(instruction.args)
+                _copy_into(source, self.host(destination))
+            elif instruction.keyword == "RUN" and (not only_pip or "pip " in instruction.args):
+                self._run(instruction, python, env)
+
+    def _run(self, instruction: Instruction, python: str, env: dict[str, str]) -> None:
+        mounts = {}
+        for flag in instruction.flags:
+            options = dict(o.split("=", 1) for o in flag.removeprefix("--mount=").split(","))
+            if options.get("type") == "bind":
+                mounts[options["target"]] = str(self.host(options["source"]))
+        # The stage's own directories (WORKDIR, --wheel-dir) live under self.fs too.
+        for path in self.roots | set(re.findall(r"--wheel-dir\s+(/\S+)", instruction.args)):
+            mounts.setdefault(path, str(self.host(path)))
+        command = self.rewrite(instruction.args, python, mounts)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0 and any(sign in result.stderr for sign in _OFFLINE):
+            pytest.skip("the package index is unreachable; the image build needs it")
+        assert result.returncode == 0, f"RUN {instruction.args}\n{result.stderr[-4000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_rooms_image_build_runs_with_its_own_pip_commands(tmp_path: Path) -> None:
+    """Replay services/rooms/Dockerfile: wheels in a builder, an offline install, a run."""
+    builder, *_, runtime = _parse_dockerfile(ROOT / "services/rooms/Dockerfile")
+    emulator = _Emulator(tmp_path / "fs")
+    emulator.run(builder, sys.executable)
+    wheels = tmp_path / "fs/wheels"
+    assert (wheels / "constraints.txt").is_file()
+    assert any(wheels.glob("chat_rooms-*.whl"))
+    assert not any(wheels.glob("chat_gateway-*.whl"))
+
+    venv = tmp_path / "venv"
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin/python")
+    emulator.run(runtime, python, only_pip=True)
+
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    installed = {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed.stdout)}
+    ours = {"chat-rooms", "chat-runtime", "chat-protocol", "falcon-pachinko"}
+    assert ours <= set(installed)
+    unwanted = {"chat-gateway", "chat-announcer", "pyjwt", "pytest", "ruff", "mypy", "hypothesis"}
+    assert not unwanted & set(installed)
+    pins = _lock_pins()
+    for name, version in installed.items():
+        if name not in ours and name not in ("pip", "setuptools", "wheel"):
+            assert pins.get(name) == version, f"{name} {version} is not the locked version"
+
+    (entrypoint,) = [json.loads(i.args) for i in runtime if i.keyword == "ENTRYPOINT"]
+    env = {"PATH": os.environ.get("PATH", ""), "CHAT_PRESENCE_TTL_S": "soon"}
+    result = subprocess.run(
+        [str(venv / "bin" / entrypoint[0])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("chat-rooms: invalid configuration: CHAT_PRESENCE_TTL_S")
