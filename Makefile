@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
 
 .PHONY: install run test test-unit test-integration lint format lock clean
 
@@ -18,7 +18,7 @@ $(STAMP): requirements.lock $(PYPROJECTS)
 	touch $@
 
 run: install
-	CHAT_AUTH=$${CHAT_AUTH:-dev} $(BIN)/chat-gateway
+	CHAT_AUTH=$${CHAT_AUTH:-dev} $(BIN)/chat up
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,7 +32,7 @@ test-integration: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/pachinko/src libs/protocol/src services/gateway/src services/announcer/src
+	$(BIN)/mypy libs/*/src services/*/src tools/*/src
 
 format: install
 	$(BIN)/ruff format .

@@ -111,6 +111,22 @@ class Service:
         assert self.proc.returncode is not None
         return self.proc.returncode
 
+    async def wait_exit(self, timeout_s: float = 15) -> int:
+        """Wait for the process to exit by itself; return its exit code.
+
+        Raises:
+            AssertionError: It is still running after the bound.
+        """
+        assert self.proc is not None
+        try:
+            async with asyncio.timeout(scaled(timeout_s)):
+                code = await self.proc.wait()
+        except TimeoutError:
+            raise AssertionError(f"{self.name} did not exit:\n{self.tail()}") from None
+        if self._reader is not None:
+            await self._reader
+        return code
+
     async def kill(self) -> int:
         return await self.stop(signal.SIGKILL)
 

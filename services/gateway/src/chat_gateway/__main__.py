@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -24,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 #: Room traffic flows on ``chat.<room>``.
 SUBJECT_PREFIX = "chat"
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def main() -> int:
@@ -63,22 +67,32 @@ async def _serve(
     settings: Settings, app: Any, conn: NatsConnection | None, draining: _Draining
 ) -> int:
     server = GatewayServer(uvicorn.Config(app, **uvicorn_options(settings)), settings, draining)
-    serving = asyncio.create_task(server.serve(), name="uvicorn")
-    if conn is None:
-        await serving
-        return 0 if server.started else 1
-    lost = asyncio.create_task(conn.closed.wait(), name="nats-closed")
-    await asyncio.wait([serving, lost], return_when=asyncio.FIRST_COMPLETED)
-    if lost.done() and not serving.done():
+    serving = asyncio.create_task(_run_server(server), name="uvicorn")
+    waiters: list[asyncio.Future[Any]] = [serving]
+    if conn is not None:
+        waiters.append(asyncio.ensure_future(conn.closed.wait()))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    nats_lost = not serving.done()
+    if nats_lost:
         log.error("service.stopping", reason="nats connection closed")
         draining.now = True
         server.should_exit = True  # graceful: clients get 1012 and may reconnect elsewhere
-        await serving
+    for waiter in waiters[1:]:
+        waiter.cancel()
+    started = await serving
+    if not started:
+        print(f"chat-gateway: cannot serve on {settings.host}:{settings.port}", file=sys.stderr)
         return 1
-    lost.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await lost
-    return 0 if server.started else 1
+    return 1 if nats_lost else 0
+
+
+async def _run_server(server: uvicorn.Server) -> bool:
+    """Serve until shutdown; ``False`` if the server never started (port taken, say)."""
+    try:
+        await server.serve()
+    except SystemExit:
+        return False  # uvicorn exits when it cannot bind or its lifespan startup fails
+    return server.started
 
 
 class GatewayServer(uvicorn.Server):
@@ -88,6 +102,18 @@ class GatewayServer(uvicorn.Server):
         super().__init__(config)
         self._settings = settings
         self._draining = draining
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises a captured SIGTERM after its graceful shutdown, which
+        # would kill the process before the NATS connection is drained. Handle the
+        # signals here and let main() return the exit code instead.
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         # SIGTERM/SIGINT: report not ready at once, then let uvicorn shut down.

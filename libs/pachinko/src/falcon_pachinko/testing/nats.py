@@ -23,9 +23,9 @@ import shutil
 import signal
 import sysconfig
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from . import scaled
 
@@ -63,6 +63,8 @@ class NatsServer:
         host: Address to listen on.
         port: Port to listen on; a free one when ``None``.
         startup_timeout_s: Bound (scaled) on each start.
+        popen_options: Extra ``asyncio.create_subprocess_exec`` options (a process
+            group of its own, say).
     """
 
     def __init__(
@@ -73,12 +75,14 @@ class NatsServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout_s: float = 10.0,
+        popen_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.jetstream = jetstream
         self.host = host
         self.port = port
         self._startup_timeout_s = startup_timeout_s
+        self._popen_options = dict(popen_options or {})
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.log: list[bytes] = []
@@ -89,6 +93,11 @@ class NatsServer:
         if self.port is None:
             raise RuntimeError("the server has not been started")
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        """The running process, if any."""
+        return self._proc
 
     @property
     def running(self) -> bool:
@@ -106,7 +115,11 @@ class NatsServer:
         if self.jetstream:
             args += ["-js", "-sd", str(self.store_dir)]
         self._proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            **self._popen_options,
         )
         try:
             async with asyncio.timeout(scaled(self._startup_timeout_s)):
