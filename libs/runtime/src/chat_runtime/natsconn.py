@@ -38,6 +38,7 @@ class NatsConnection:
         self.closed: Final = asyncio.Event()
         #: Awaited after each reconnect (to re-sync state that may have been missed).
         self.on_reconnected: list[Callable[[], Awaitable[None]]] = []
+        self._closing = False
         self._service = service
         self._connected = Gauge(
             f"chat_{service}_nats_connected",
@@ -79,11 +80,15 @@ class NatsConnection:
 
     async def _on_closed(self) -> None:
         self._connected.set(0)
-        log.error("nats.closed")
+        if self._closing:
+            log.info("nats.closed", reason="shutdown")
+        else:
+            log.error("nats.closed", reason="reconnect attempts exhausted")
         self.closed.set()
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Deliver what is buffered, unsubscribe, and close (bounded)."""
+        self._closing = True
         if self.client.is_closed:
             return
         try:
