@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
 
-.PHONY: install run test test-unit test-integration lint format lock clean
+.PHONY: install run test test-unit test-integration lint format lock clean bench
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/python -m pytest -q -m "integration or system"
+
+# Speed is measured by benchmarks, each against a baseline from the same run.
+bench: install
+	$(BIN)/python -m benchmarks.encode
+	$(BIN)/python -m benchmarks.fanout
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""The deployment files: Dockerfiles, docker-compose.yml, k8s/ and Prometheus.
+"""The deployment files: docker-compose.yml, k8s/ and Prometheus.
 
 Nothing here needs a Docker engine or a cluster. The manifests are rendered with
 ``kubectl kustomize`` (skipped when kubectl is absent) and validated against the
@@ -7,21 +7,17 @@ specification. Then they are checked against the code they deploy: every
 ``CHAT_*`` variable must be a field of the Settings of the service it is given to
 (and its value must pass that service's validation), ports must be the services'
 defaults, probes must hit /healthz and /readyz, grace periods must cover the
-shutdown. The Dockerfiles are parsed and checked the same way, and one image's
-build is replayed with the same pip commands, without Docker.
+shutdown. deploy/Dockerfile, which builds the images, is checked in test_dockerfile.py
+with the helpers defined here.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -32,8 +28,6 @@ import kubernetes_validate
 import msgspec
 import pytest
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 import chat_announcer.settings
 import chat_gateway.settings
@@ -45,7 +39,6 @@ BIN = Path(sys.executable).parent
 #: The Kubernetes release the manifests must be valid for (strict: no unknown fields).
 K8S_VERSION = "1.30.0"
 KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev"]
-BASE_IMAGE = "python:3.11-slim"
 #: A stand-in for the JWT secret wherever a value is needed to validate settings.
 DUMMY_SECRET = "x" * 48
 
@@ -450,9 +443,11 @@ def test_compose_gives_each_service_only_its_own_settings() -> None:
         env = {k: _interpolate(str(v)) for k, v in spec["environment"].items()}
         service.check_env(env)
         assert env[service.host_env] == "0.0.0.0", name
+        # One Dockerfile for every image; PORT only feeds EXPOSE (the build checks it).
         assert spec["build"] == {
             "context": ".",
-            "dockerfile": f"services/{service.name}/Dockerfile",
+            "dockerfile": "deploy/Dockerfile",
+            "args": {"SERVICE": service.name, "PORT": str(service.default_port)},
         }
         assert spec["restart"] == "unless-stopped", name
     assert sorted(seen) == sorted(["chat-gateway"] * 2 + ["chat-rooms", "chat-announcer"])
@@ -510,341 +505,3 @@ def test_prometheus_scrapes_every_compose_service_on_its_port() -> None:
     assert targets == expected
     mount = _compose()["services"]["prometheus"]["volumes"][0]
     assert mount.split(":")[0] == "./deploy/prometheus/prometheus.yml"
-
-
-# --------------------------------------------------------------------- Dockerfiles --
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    flags: tuple[str, ...]  # --from=..., --mount=..., --interval=...
-    args: str
-
-
-def _parse_dockerfile(path: Path) -> list[list[Instruction]]:
-    """The instructions of each build stage (comments and continuations resolved)."""
-    logical: list[str] = []
-    pending = ""
-    for line in path.read_text().splitlines():
-        if line.lstrip().startswith("#") or (not line.strip() and not pending):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    assert not pending, f"{path}: dangling line continuation"
-    stages: list[list[Instruction]] = []
-    for text in logical:
-        keyword, _, rest = text.strip().partition(" ")
-        flags = []
-        rest = rest.strip()
-        while rest.startswith("--"):
-            flag, _, rest = rest.partition(" ")
-            flags.append(flag)
-            rest = rest.strip()
-        instruction = Instruction(keyword.upper(), tuple(flags), rest)
-        if instruction.keyword == "FROM":
-            stages.append([])
-        assert stages, f"{path}: instruction before FROM"
-        stages[-1].append(instruction)
-    return stages
-
-
-def _pyproject(directory: Path) -> Doc:
-    doc: Doc = tomllib.loads((directory / "pyproject.toml").read_text())
-    return doc
-
-
-@cache
-def _workspace() -> dict[str, str]:
-    """Distribution name -> the member's directory, relative to the root."""
-    members = [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml")]
-    return {
-        canonicalize_name(_pyproject(p.parent)["project"]["name"]): str(p.parent.relative_to(ROOT))
-        for p in members
-    }
-
-
-def _closure(directory: str) -> set[str]:
-    """The member at ``directory`` and every workspace member it depends on."""
-    found = {directory}
-    todo = [directory]
-    while todo:
-        for dependency in _pyproject(ROOT / todo.pop())["project"].get("dependencies", []):
-            member = _workspace().get(canonicalize_name(Requirement(dependency).name))
-            if member is not None and member not in found:
-                found.add(member)
-                todo.append(member)
-    return found
-
-
-def _env(instruction: Instruction) -> dict[str, str]:
-    return dict(token.split("=", 1) for token in shlex.split(instruction.args))
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern as a regex (Go's filepath.Match plus ``**``)."""
-    parts = []
-    for token in re.split(r"(\*\*/|\*\*|\*|\?|\[[^\]]*\])", pattern):
-        if token == "**/":
-            parts.append("(.*/)?")
-        elif token == "**":
-            parts.append(".*")
-        elif token == "*":
-            parts.append("[^/]*")
-        elif token == "?":
-            parts.append("[^/]")
-        elif token.startswith("[") and token.endswith("]"):
-            parts.append(token)
-        else:
-            parts.append(re.escape(token))
-    return re.compile("".join(parts) + r"\Z")
-
-
-@cache
-def _dockerignore() -> tuple[tuple[bool, re.Pattern[str]], ...]:
-    rules = []
-    for line in (ROOT / ".dockerignore").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            negate = line.startswith("!")
-            rules.append((negate, _glob_regex(line.lstrip("!").strip("/"))))
-    return tuple(rules)
-
-
-def _ignored(relative: str) -> bool:
-    """Docker's rule: the last pattern matching the path or a parent decides."""
-    parts = relative.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    ignored = False
-    for negate, regex in _dockerignore():
-        if any(regex.match(prefix) for prefix in prefixes):
-            ignored = not negate
-    return ignored
-
-
-@pytest.mark.parametrize("service", list(SERVICES.values()), ids=lambda s: s.name)
-def test_dockerfile_builds_only_its_service_as_a_non_root_user(service: Service) -> None:
-    stages = _parse_dockerfile(service.directory / "Dockerfile")
-    assert len(stages) >= 2, "multi-stage: wheels are built in a builder stage"
-    assert all(stage[0].args.split()[0] == BASE_IMAGE for stage in stages)
-    builder, runtime = stages[0], stages[-1]
-    copied = {
-        shlex.split(i.args)[0].rstrip("/")
-        for stage in stages
-        for i in stage
-        if i.keyword in ("COPY", "ADD") and not any(f.startswith("--from") for f in i.flags)
-    }
-    members = _closure(f"services/{service.name}")
-    assert copied == members | {"requirements.lock"}
-    wheel = next(i.args for i in builder if i.keyword == "RUN" and "pip wheel" in i.args)
-    assert "--constraint" in wheel
-    assert {a.removeprefix("./") for a in shlex.split(wheel) if a.startswith("./")} == members
-    install = next(i for i in runtime if i.keyword == "RUN" and "pip install" in i.args)
-    assert {"--no-index", "--constraint"} <= set(shlex.split(install.args))
-    assert shlex.split(install.args)[-1] == service.image
-    assert not any(i.keyword in ("COPY", "ADD") and "--from" not in str(i.flags) for i in runtime)
-
-    users = [i.args for i in runtime if i.keyword == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    (entrypoint,) = [json.loads(i.args) for i in runtime if i.keyword == "ENTRYPOINT"]
-    scripts = _pyproject(service.directory)["project"]["scripts"]
-    assert entrypoint == [service.image] and service.image in scripts
-
-    env: dict[str, str] = {}
-    for instruction in runtime:
-        if instruction.keyword == "ENV":
-            env |= _env(instruction)
-    assert env["PYTHONUNBUFFERED"] == "1"
-    assert env[service.host_env] == "0.0.0.0"
-    service.check_env({k: v for k, v in env.items() if k.startswith("CHAT_")})
-    (expose,) = [i.args for i in runtime if i.keyword == "EXPOSE"]
-    assert expose.split() == [str(service.default_port)]
-    assert int(env.get(service.port_env, service.default_port)) == service.default_port
-    assert [i.args for i in runtime if i.keyword == "STOPSIGNAL"] == ["SIGTERM"]
-
-    (healthcheck,) = [i for i in runtime if i.keyword == "HEALTHCHECK"]
-    command = json.loads(healthcheck.args.removeprefix("CMD").strip())
-    assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
-    assert service.port_env in command[2] and f"'{service.default_port}'" in command[2]
-    compile(command[2], "<healthcheck>", "exec")
-
-
-@pytest.mark.parametrize(
-    ("path", "ignored"),
-    [
-        (".venv/bin/python", True),
-        (".git/HEAD", True),
-        (".data/nats/jetstream", True),
-        ("tests/system/cluster.py", True),
-        ("services/rooms/tests/unit/test_x.py", True),
-        ("libs/runtime/src/chat_runtime/__pycache__/ops.cpython-311.pyc", True),
-        ("services/gateway/.mypy_cache/x", True),
-        ("services/rooms/src/chat_rooms/stale.pyc", True),
-        ("services/rooms/Dockerfile", True),
-        ("node_modules/x/index.js", True),
-        ("docs/architecture.md", True),
-        ("requirements.lock", False),
-        ("libs/pachinko/README.md", False),
-        ("libs/pachinko/pyproject.toml", False),
-        ("services/rooms/src/chat_rooms/__main__.py", False),
-        ("services/gateway/src/chat_gateway/static/index.html", False),
-    ],
-)
-def test_dockerignore_keeps_only_what_the_images_need(path: str, ignored: bool) -> None:
-    assert _ignored(path) is ignored
-
-
-# ------------------------------------------------------ the build, without Docker --
-
-#: Signs that pip could not reach the package index at all (no network), as opposed
-#: to a genuine failure such as a pin that does not exist.
-_OFFLINE = (
-    "NewConnectionError",
-    "ConnectTimeoutError",
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "Network is unreachable",
-    "ProxyError",
-)
-
-
-def _lock_pins() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        name, sep, version = line.partition("==")
-        if sep:
-            pins[canonicalize_name(name)] = version.strip()
-    return pins
-
-
-def _copy_into(source: str, destination: Path) -> None:
-    """``COPY source destination`` from the build context, honouring .dockerignore."""
-    origin = ROOT / source
-    if origin.is_file():
-        target = (
-            destination / origin.name
-            if source.endswith("/") or destination.is_dir()
-            else destination
-        )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, target)
-        return
-    for path in origin.rglob("*"):
-        relative = path.relative_to(ROOT).as_posix()
-        if path.is_file() and not _ignored(relative):
-            target = destination / path.relative_to(origin)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-
-
-class _Emulator:
-    """Replays a Dockerfile's COPY and pip steps in a directory standing in for ``/``."""
-
-    def __init__(self, fs: Path) -> None:
-        self.fs = fs
-        self.workdir = fs
-        self.roots: set[str] = set()
-
-    def host(self, container_path: str) -> Path:
-        if container_path.startswith("/"):
-            return self.fs / container_path.lstrip("/")
-        return self.workdir / container_path
-
-    def rewrite(self, command: str, python: str, mounts: dict[str, str]) -> str:
-        for target, source in mounts.items():
-            command = re.sub(rf"(?<![\w./-]){re.escape(target)}(?=[/\s]|$)", source, command)
-        # `pip` as a command (not inside a path such as /root/.cache/pip).
-        return re.sub(r"(?<![\w./-])pip(?=\s)", f"{shlex.quote(python)} -m pip", command)
-
-    def run(self, stage: list[Instruction], python: str, only_pip: bool = False) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
-        for instruction in stage:
-            if instruction.keyword == "WORKDIR":
-                self.roots.add(instruction.args)
-                self.workdir = self.host(instruction.args)
-                self.workdir.mkdir(parents=True, exist_ok=True)
-            elif instruction.keyword == "ENV":
-                env |= _env(instruction)
-            elif instruction.keyword == "COPY":
-                source, destination = shlex.split(instruction.args)
-                _copy_into(source, self.host(destination))
-            elif instruction.keyword == "RUN" and (not only_pip or "pip " in instruction.args):
-                self._run(instruction, python, env)
-
-    def _run(self, instruction: Instruction, python: str, env: dict[str, str]) -> None:
-        mounts = {}
-        for flag in instruction.flags:
-            options = dict(o.split("=", 1) for o in flag.removeprefix("--mount=").split(","))
-            if options.get("type") == "bind":
-                mounts[options["target"]] = str(self.host(options["source"]))
-        # The stage's own directories (WORKDIR, --wheel-dir) live under self.fs too.
-        for path in self.roots | set(re.findall(r"--wheel-dir\s+(/\S+)", instruction.args)):
-            mounts.setdefault(path, str(self.host(path)))
-        command = self.rewrite(instruction.args, python, mounts)
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", command],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0 and any(sign in result.stderr for sign in _OFFLINE):
-            pytest.skip("the package index is unreachable; the image build needs it")
-        assert result.returncode == 0, f"RUN {instruction.args}\n{result.stderr[-4000:]}"
-
-
-@pytest.mark.slow
-@pytest.mark.integration
-def test_rooms_image_build_runs_with_its_own_pip_commands(tmp_path: Path) -> None:
-    """Replay services/rooms/Dockerfile: wheels in a builder, an offline install, a run."""
-    builder, *_, runtime = _parse_dockerfile(ROOT / "services/rooms/Dockerfile")
-    emulator = _Emulator(tmp_path / "fs")
-    emulator.run(builder, sys.executable)
-    wheels = tmp_path / "fs/wheels"
-    assert (wheels / "constraints.txt").is_file()
-    assert any(wheels.glob("chat_rooms-*.whl"))
-    assert not any(wheels.glob("chat_gateway-*.whl"))
-
-    venv = tmp_path / "venv"
-    base_python = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base_python, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin/python")
-    emulator.run(runtime, python, only_pip=True)
-
-    listed = subprocess.run(
-        [python, "-m", "pip", "list", "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    installed = {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed.stdout)}
-    ours = {"chat-rooms", "chat-runtime", "chat-protocol", "falcon-pachinko"}
-    assert ours <= set(installed)
-    unwanted = {"chat-gateway", "chat-announcer", "pyjwt", "pytest", "ruff", "mypy", "hypothesis"}
-    assert not unwanted & set(installed)
-    pins = _lock_pins()
-    for name, version in installed.items():
-        if name not in ours and name not in ("pip", "setuptools", "wheel"):
-            assert pins.get(name) == version, f"{name} {version} is not the locked version"
-
-    (entrypoint,) = [json.loads(i.args) for i in runtime if i.keyword == "ENTRYPOINT"]
-    env = {"PATH": os.environ.get("PATH", ""), "CHAT_PRESENCE_TTL_S": "soon"}
-    result = subprocess.run(
-        [str(venv / "bin" / entrypoint[0])],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("chat-rooms: invalid configuration: CHAT_PRESENCE_TTL_S")

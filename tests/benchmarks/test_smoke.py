@@ -1,0 +1,60 @@
+"""The benchmarks keep working: each runs with ``--quick`` and prints its comparison.
+
+These tests never look at the figures: speed is what the benchmarks report, not
+something a test asserts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from falcon_pachinko.testing import scaled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
+
+def run_quick(module: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> --quick`` from the repository root, bounded in time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scaled(timeout_s),
+        check=False,
+    )
+    assert result.returncode == 0, f"{module} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_encode_benchmark_prints_its_comparison() -> None:
+    out = run_quick("benchmarks.encode").stdout
+    assert "machine:" in out and "params:" in out
+    header = next(line for line in out.splitlines() if "ns/delivery" in line)
+    assert "speed vs baseline" in header
+    for label in ("json.dumps per recipient (baseline)", "encode once + manager.deliver"):
+        assert label in out
+
+
+def test_fanout_benchmark_prints_its_comparison() -> None:
+    out = run_quick("benchmarks.fanout").stdout
+    assert "machine:" in out and "params:" in out
+    header = next(line for line in out.splitlines() if line.startswith("configuration"))
+    for column in ("wall s", "deliveries/s", "x baseline", "p99 ms", "client CPU s"):
+        assert column in header
+    rows = [line for line in out.splitlines() if line.startswith(("memory,", "nats,"))]
+    assert [row.split("  ")[0] for row in rows] == [
+        "memory, 1 gateway (baseline)",
+        "nats, 1 gateway",
+        "nats, 2 gateways",
+    ]
+    assert out.count("deliveries verified") == 3
