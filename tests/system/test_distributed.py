@@ -46,6 +46,15 @@ async def rooms_seen_by(chat: Cluster, prefix: str = "") -> list[str]:
         await manager.stop()
 
 
+async def until_listed(chat: Cluster, expected: list[str], prefix: str = "") -> None:
+    """Wait until any process would see exactly ``expected`` rooms under ``prefix``."""
+
+    async def check() -> bool:
+        return await rooms_seen_by(chat, prefix) == expected
+
+    await eventually(check, f"rooms {prefix!r}* listed as {expected}")
+
+
 async def two_gateways(chat: Cluster) -> tuple[Service, Service]:
     await chat.rooms()
     return await chat.gateway(), await chat.gateway()
@@ -92,20 +101,14 @@ async def test_clients_on_two_gateways_chat_as_if_on_one(chat: Cluster) -> None:
 async def test_room_lists_are_cluster_wide_and_forget_empty_rooms(chat: Cluster) -> None:
     a, b = await two_gateways(chat)
 
-    async def listed(expected: list[str]) -> Check:
-        async def check() -> bool:
-            return await rooms_seen_by(chat, "team-") == expected
-
-        return check
-
     async with connect(chat.ws_url(b, "team-blue", user="Bob")) as bob:
         await joined(bob)
         # Only Bob, on gateway b, is in team-blue; any process sees the room.
-        await eventually(await listed(["team-blue"]), "team-blue listed")
+        await until_listed(chat, ["team-blue"], "team-")
         async with connect(chat.ws_url(a, "team-red", user="Ann")) as ann:
             await joined(ann)
-            await eventually(await listed(["team-blue", "team-red"]), "both rooms listed")
-    await eventually(await listed([]), "empty rooms forgotten")
+            await until_listed(chat, ["team-blue", "team-red"], "team-")
+    await until_listed(chat, [], "team-")  # empty rooms are forgotten
 
 
 async def test_users_of_a_killed_gateway_are_announced_as_left(chat: Cluster) -> None:
@@ -140,21 +143,15 @@ async def test_rooms_service_restart_recovers_membership(chat: Cluster) -> None:
         await joined(ann)
         await joined(ben)
 
-        async def both() -> bool:
-            return await rooms_seen_by(chat) == ["alpha", "beta"]
-
-        await eventually(both, "alpha and beta listed before the restart")
+        await until_listed(chat, ["alpha", "beta"])
         assert await rooms.stop() == 0
         await chat.rooms()  # a fresh process with empty memory
-        await eventually(both, "alpha and beta listed again after the restart")
+        await until_listed(chat, ["alpha", "beta"])
 
         async with connect(chat.ws_url(b, "gamma", user="Gus")) as gus:
             await joined(gus)
 
-            async def three() -> bool:
-                return await rooms_seen_by(chat) == ["alpha", "beta", "gamma"]
-
-            await eventually(three, "a room joined after the restart is listed")
+            await until_listed(chat, ["alpha", "beta", "gamma"])
 
 
 async def test_a_nats_restart_is_survived_by_every_service(chat: Cluster) -> None:
@@ -184,8 +181,5 @@ async def test_a_nats_restart_is_survived_by_every_service(chat: Cluster) -> Non
         assert (await ann.expect("serverNewMessage"))["payload"]["text"] == "after the restart"
 
         # The rooms service's view is right again (deltas lost meanwhile are resynced).
-        async def listed() -> bool:
-            return await rooms_seen_by(chat) == ["general"]
-
-        await eventually(listed, "general listed after the NATS restart")
+        await until_listed(chat, ["general"])
     assert all(s.returncode is None for s in (rooms, a, b)), "a service exited"

@@ -36,6 +36,7 @@ from nats.aio.subscription import Subscription
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from .backends.nats import flush_sent
 from .membership import (
     Lost,
     MembersQuery,
@@ -115,7 +116,9 @@ class Directory:
         )
         self._expiry = asyncio.create_task(self._expire_loop(), name="pachinko-directory-expiry")
         await self.request_resync()
-        await self._flush()
+        # Until the server has the endpoints' subscriptions, queries would get
+        # "no responders": make them effective before start() returns.
+        await flush_sent(self._nc, _FLUSH_TIMEOUT_S)
         log.info("pachinko.directory_started", ttl_s=self.registry.ttl_s)
 
     async def stop(self) -> None:
@@ -208,18 +211,6 @@ class Directory:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._query_wait_s), self._applied:
                 await self._applied.wait_for(caught_up)
-
-    async def _flush(self) -> None:
-        # Until the server has the endpoints' subscriptions, queries get "no
-        # responders": make them effective before start() returns. nats-py's flush()
-        # writes its PING ahead of commands still queued for its flusher task, so
-        # hand those to the socket first. Offline, they are sent on reconnect.
-        if not self._nc.is_connected:
-            return
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
-            async with asyncio.timeout(_FLUSH_TIMEOUT_S):
-                await self._nc._flush_pending(force_flush=True)
-                await self._nc.flush()
 
     async def _publish_quietly(self, subject: str) -> None:
         with contextlib.suppress(nats.errors.Error):

@@ -22,6 +22,7 @@ import structlog
 
 from .backends.base import Backend, BackendSink, Member
 from .backends.memory import InProcessBackend
+from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
 from .subjects import check_room
 
@@ -40,7 +41,8 @@ class ManagerStats:
         connections_opened: Connections registered since start.
         frames_received: Frames received from clients.
         frames_delivered: Room and direct messages queued for local connections.
-        slow_consumers: Connections closed because their outbound queue overflowed.
+        slow_consumers: Connections that ended closed because their outbound queue
+            overflowed (counted when they are unregistered).
     """
 
     connections_opened: int = 0
@@ -105,6 +107,8 @@ class WebSocketConnectionManager(BackendSink):
 
     async def unregister(self, conn: Connection) -> None:
         """Forget ``conn``, leaving every room it is still in."""
+        if conn.close_code == CloseCode.SLOW_CONSUMER:
+            self.stats.slow_consumers += 1  # counted once, off the delivery path
         for room in sorted(self._memberships.get(conn.id, ())):
             await self.leave_room(conn, room)
         self._connections.pop(conn.id, None)
@@ -218,7 +222,8 @@ class WebSocketConnectionManager(BackendSink):
         if not members:
             return
         text = data.decode()
-        for conn_id, conn in list(members.items()):
+        # Offering never awaits nor changes membership, so the dict needs no copy.
+        for conn_id, conn in members.items():
             if conn_id != exclude:
                 self._offer(conn, text)
 
@@ -232,12 +237,9 @@ class WebSocketConnectionManager(BackendSink):
         return len(self._connections)
 
     def _offer(self, conn: Connection, text: str) -> bool:
-        was_open = not conn.closed
         if conn.offer_text(text):
             self.stats.frames_delivered += 1
             return True
-        if was_open:
-            self.stats.slow_consumers += 1  # an open connection refuses only on overflow
         return False
 
     # -- internals -----------------------------------------------------------

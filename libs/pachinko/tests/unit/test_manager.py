@@ -399,3 +399,20 @@ async def test_unregister_during_a_pending_join_leaves_no_ghost_member(make_hub:
     assert outcome is None or isinstance(outcome, ValueError)
     assert hub.manager.local_rooms() == []
     assert not hub.backend.subscribed("lobby")
+
+
+async def test_a_slow_consumer_is_counted_once_and_others_still_receive(make_hub: Any) -> None:
+    hub = await make_hub()
+    fast, fast_sock = await hub.connect()
+    slow, slow_sock = await hub.connect(max_queue_messages=2)
+    slow_sock.reading.clear()  # this client stops reading
+    for conn in (fast, slow):
+        await hub.manager.join_room(conn, "lobby")
+    for i in range(10):
+        await hub.manager.broadcast_to_room("lobby", f"m{i}")
+    await fast_sock.wait_for(lambda: "m9" in fast_sock.frames)
+    assert slow.close_code == 4001
+    await hub.manager.unregister(slow)
+    await hub.manager.unregister(fast)
+    assert hub.manager.stats.slow_consumers == 1
+    assert hub.manager.stats.frames_delivered >= 10

@@ -34,7 +34,9 @@ ENV_PREFIX: Final = "CHAT_"
 PositiveFloat = Annotated[float, Meta(gt=0)]
 #: A TCP port; 0 picks a free one (the service logs the port it bound).
 Port = Annotated[int, Meta(ge=0, le=65535)]
-NatsUrl = Annotated[str, Meta(pattern=r"^(nats|tls|ws|wss)://\S+\Z")]
+_SERVER = r"(nats|tls|ws|wss)://[^\s,]+"
+#: One NATS server URL, or several separated by commas.
+NatsUrls = Annotated[str, Meta(pattern=rf"^\s*{_SERVER}(\s*,\s*{_SERVER})*\s*\Z")]
 
 
 @final
@@ -79,7 +81,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Settings every service reads."""
 
     #: NATS server URL(s), comma-separated for a cluster.
-    nats_url: Annotated[str, Meta(min_length=1)] = "nats://127.0.0.1:4222"
+    nats_url: NatsUrls = "nats://127.0.0.1:4222"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``json`` for machines (one object per line), ``console`` for people.
     log_format: Literal["json", "console"] = "json"
@@ -99,10 +101,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     @property
     def nats_servers(self) -> list[str]:
-        servers = [s.strip() for s in self.nats_url.split(",") if s.strip()]
-        for server in servers:
-            msgspec.convert(server, NatsUrl)
-        return servers
+        return [server.strip() for server in self.nats_url.split(",")]
 
 
 S = TypeVar("S", bound=msgspec.Struct)

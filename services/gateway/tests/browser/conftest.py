@@ -7,16 +7,13 @@ the tests skip, unless ``CHAT_REQUIRE_BROWSER=1`` (as in CI), where they fail.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-import uvicorn
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -85,7 +82,8 @@ async def browser() -> AsyncIterator[Browser]:
 async def gateway() -> AsyncIterator[LiveServer]:
     """A single-process gateway serving the page at ``/``."""
     settings = gateway_settings()
-    async with serve(create_app(settings), **uvicorn_options(settings)) as server:
+    options = {**uvicorn_options(settings), "port": 0}  # a free port
+    async with serve(create_app(settings), **options) as server:
         yield server
 
 
@@ -176,53 +174,10 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
 # ---------- a gateway that can be stopped and started again on the same port ----------
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without signal handlers, reporting when startup has finished."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.startup_done = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets)
-        except SystemExit:
-            self.should_exit = True
-        finally:
-            self.startup_done.set()
-
-
 @contextlib.asynccontextmanager
 async def serve_on_port(port: int = 0) -> AsyncIterator[LiveServer]:
-    """A fresh gateway on ``127.0.0.1:port`` (a free one for 0).
-
-    Unlike ``serve``, which always picks a new port, this can bring a gateway back
-    where a page expects it, as a restart does.
-    """
+    """A fresh gateway on ``127.0.0.1:port`` (a free one for 0), as a restart brings back."""
     settings = gateway_settings()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="browser-test-gateway")
-    try:
-        async with asyncio.timeout(scaled(5)):
-            await server.startup_done.wait()
-        if not server.started:
-            raise RuntimeError("the gateway failed to start")
-        yield LiveServer("127.0.0.1", port)
-    finally:
-        server.should_exit = True
-        try:
-            async with asyncio.timeout(scaled(5)):
-                await asyncio.shield(task)
-        except TimeoutError:
-            server.force_exit = True
-            await task
-        finally:
-            sock.close()
+    options = {**uvicorn_options(settings), "port": port}
+    async with serve(create_app(settings), **options) as server:
+        yield server

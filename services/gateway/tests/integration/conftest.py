@@ -26,7 +26,7 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
         async def start(**env: str) -> LiveServer:
             settings = load_settings({"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0", **env})
             app = create_app(settings)
-            options = uvicorn_options(settings)
+            options = {**uvicorn_options(settings), "port": 0}  # a free port
             return await stack.enter_async_context(serve(app, **options))
 
         yield start

@@ -48,7 +48,7 @@ from ..membership import (
 from ..subjects import Subjects
 from .base import Backend, BackendSink, Member
 
-__all__ = ["EXCLUDE_HEADER", "ORIGIN_HEADER", "TARGET_HEADER", "NatsBackend"]
+__all__ = ["EXCLUDE_HEADER", "ORIGIN_HEADER", "TARGET_HEADER", "NatsBackend", "flush_sent"]
 
 log = structlog.get_logger(__name__)
 
@@ -317,17 +317,26 @@ class NatsBackend(Backend):
         await self._publish(self.subjects.events, _encoder.encode(event), {})
 
     async def _flush_quietly(self) -> None:
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            return  # the subscription is re-sent when the client reconnects
-        with contextlib.suppress(*_UNAVAILABLE, nats.errors.TimeoutError, TimeoutError):
-            async with asyncio.timeout(self._request_timeout_s):
-                # nats-py writes flush()'s PING to the socket at once, ahead of
-                # commands still queued for its flusher task (a SUB just made): the
-                # PONG could then return before the server has the subscription.
-                # Hand the queued commands to the socket first.
-                await nc._flush_pending(force_flush=True)
-                await nc.flush()
+        if self._nc is not None:
+            await flush_sent(self._nc, self._request_timeout_s)
+
+
+async def flush_sent(nc: Client, timeout_s: float) -> None:
+    """Return once the server has processed every command sent so far (bounded).
+
+    A subscription made before this returns is in effect. Offline, nothing is
+    awaited: nats-py re-sends subscriptions when it reconnects.
+    """
+    if not nc.is_connected:
+        return
+    with contextlib.suppress(*_UNAVAILABLE, nats.errors.TimeoutError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            # NOTE: nats-py writes flush()'s PING to the socket at once, ahead of
+            # commands still queued for its flusher task (a SUB just made), so the
+            # PONG could return before the server has them. Hand the queued
+            # commands to the socket first (private API: recheck on upgrades).
+            await nc._flush_pending(force_flush=True)
+            await nc.flush()
 
 
 async def _close(nc: Client, timeout_s: float) -> None:

@@ -94,15 +94,18 @@ async def serve(
     app: Any,
     *,
     host: str = "127.0.0.1",
+    port: int = 0,
     startup_timeout_s: float = DEFAULT_TIMEOUT_S,
     shutdown_timeout_s: float = DEFAULT_TIMEOUT_S,
     **config: Any,
 ) -> AsyncIterator[LiveServer]:
-    """Serve ``app`` with uvicorn on a free port of ``host``, lifespan on.
+    """Serve ``app`` with uvicorn on ``host``, lifespan on.
 
     Args:
         app: The ASGI app.
         host: Address to bind; loopback by default.
+        port: Port to bind; a free one when 0. A fixed port brings a server back
+            where clients expect it, as a restart would.
         startup_timeout_s: Bound on startup (scaled).
         shutdown_timeout_s: Bound on graceful shutdown (scaled).
         **config: Extra ``uvicorn.Config`` options (``ws_max_size``...).
@@ -113,7 +116,7 @@ async def serve(
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     options: dict[str, Any] = {
         "lifespan": "on",
