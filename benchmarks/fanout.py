@@ -301,6 +301,7 @@ class Fleet:
                 ws = await stack.enter_async_context(connect(url, timeout_s=10))
             self.clients.append(Client(i, ws))
             await ws.expect("serverSystemMessage")  # the welcome: the handshake is done
+            await ws.expect("serverPresence")
 
         try:
             async with asyncio.timeout(self.params.timeout_s):

@@ -35,6 +35,7 @@ async def test_two_announcer_replicas_announce_once_per_room_per_period(chat: Cl
     ):
         for client in (red, blue):
             await client.expect("serverSystemMessage")
+            await client.expect("serverPresence")
         # Both clients are read concurrently, so read times track arrival times.
         all_times = await asyncio.gather(*(announcement_times(c, 4) for c in (red, blue)))
         for client, times in zip((red, blue), all_times, strict=True):

@@ -30,6 +30,7 @@ async def eventually(check: Check, what: str, timeout_s: float = 10) -> None:
 
 async def joined(client: WSClient) -> WSClient:
     await client.expect("serverSystemMessage")
+    await client.expect("serverPresence")
     return client
 
 
@@ -95,7 +96,11 @@ async def test_clients_on_two_gateways_chat_as_if_on_one(chat: Cluster) -> None:
         # Eve, in another room on the same gateway, saw none of it.
         await eve.send_json(send("eve-marker"))
         assert (await eve.receive())["payload"]["text"] == "eve-marker"
-        assert [m["type"] for m in eve.received] == ["serverSystemMessage", "serverNewMessage"]
+        assert [m["type"] for m in eve.received] == [
+            "serverSystemMessage",
+            "serverPresence",
+            "serverNewMessage",
+        ]
 
 
 async def test_room_lists_are_cluster_wide_and_forget_empty_rooms(chat: Cluster) -> None:

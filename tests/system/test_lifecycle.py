@@ -15,6 +15,7 @@ async def test_every_service_exits_0_on_sigterm_after_draining(chat: Cluster) ->
     gateway = await chat.gateway()
     async with connect(chat.ws_url(gateway, "general", user="Ann")) as ann:
         await ann.expect("serverSystemMessage")
+        await ann.expect("serverPresence")
         assert await gateway.stop() == 0
         # The client was told the gateway is restarting, so it may reconnect elsewhere.
         assert await ann.expect_close() == 1012

@@ -16,6 +16,11 @@ Run one per cluster next to the NATS backends (the chat's rooms service does)::
   start the directory asks every node for a snapshot, and any node it does not
   know, or whose sequence shows lost deltas, is asked again.
 * A node silent for ``ttl_s`` is expired and its members handed to ``on_lost``.
+* Presence is decided here, once for the cluster: each first-in/last-out change
+  (a clean leave at once, an expired node's users after the TTL, a gracefully
+  departed node's users after ``grace_s`` unless they came back) goes to
+  ``on_presence``, in order. For ``startup_quiet_s`` after start, the snapshots
+  that rebuild the view report no arrivals: those users were already there.
 """
 
 from __future__ import annotations
@@ -38,15 +43,19 @@ from nats.micro.service import Service
 
 from .backends.nats import flush_sent
 from .membership import (
+    Action,
     Lost,
     MembersQuery,
     MembersReply,
+    PresenceQuery,
+    PresenceReply,
     Registry,
     RequestSync,
     RoomsQuery,
     RoomsReply,
     event_decoder,
 )
+from .presence import PresenceChange, PresenceHandler
 from .subjects import Subjects
 
 __all__ = ["Directory", "LostHandler"]
@@ -59,6 +68,7 @@ _encoder: Final = msgspec.json.Encoder()
 _FLUSH_TIMEOUT_S: Final = 2.0
 _rooms_query: Final = msgspec.json.Decoder(RoomsQuery)
 _members_query: Final = msgspec.json.Decoder(MembersQuery)
+_presence_query: Final = msgspec.json.Decoder(PresenceQuery)
 
 
 class Directory:
@@ -69,6 +79,10 @@ class Directory:
         subjects: The subject naming shared with the nodes.
         ttl_s: Seconds without a heartbeat after which a node is expired.
         on_lost: Called with members of expired (or departed) nodes.
+        on_presence: Called with each presence change, in order.
+        grace_s: How long the users of a node that said a graceful goodbye stay
+            present (a rolling restart: its clients reconnect elsewhere).
+        startup_quiet_s: After start, how long snapshots report no arrivals.
         expiry_interval_s: How often expiry is checked; a dead node's members are
             reported within ``ttl_s + expiry_interval_s``.
         query_wait_s: How long a query may wait for the asker's own delta.
@@ -82,15 +96,20 @@ class Directory:
         *,
         ttl_s: float = 10.0,
         on_lost: LostHandler | None = None,
+        on_presence: PresenceHandler | None = None,
+        grace_s: float = 5.0,
+        startup_quiet_s: float = 5.0,
         expiry_interval_s: float = 1.0,
         query_wait_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         name: str = "pachinko-directory",
     ) -> None:
-        self.registry: Final = Registry(ttl_s=ttl_s)
+        self.registry: Final = Registry(ttl_s=ttl_s, grace_s=grace_s)
         self._nc = nc
         self._subjects = subjects
-        self._on_lost = on_lost
+        self.on_lost = on_lost
+        self.on_presence = on_presence
+        self._startup_quiet_s = startup_quiet_s
         self._expiry_interval_s = expiry_interval_s
         self._query_wait_s = query_wait_s
         self._clock = clock
@@ -105,6 +124,7 @@ class Directory:
     async def start(self) -> None:
         """Subscribe, start answering queries, and ask every node for a snapshot."""
         self._sub = await self._nc.subscribe(self._subjects.events, cb=self._on_event)
+        self.registry.quiet_until = self._clock() + self._startup_quiet_s
         self._service = await nats.micro.add_service(
             self._nc, name=self._name, version="1.0.0", description="room membership directory"
         )
@@ -113,6 +133,11 @@ class Directory:
         )
         await self._service.add_endpoint(
             name="members", subject=self._subjects.query_members, handler=self._on_members_query
+        )
+        await self._service.add_endpoint(
+            name="presence",
+            subject=self._subjects.query_presence,
+            handler=self._on_presence_query,
         )
         self._expiry = asyncio.create_task(self._expire_loop(), name="pachinko-directory-expiry")
         await self.request_resync()
@@ -156,26 +181,38 @@ class Directory:
         self.events_applied += 1
         async with self._applied:
             self._applied.notify_all()
+        await self._perform(actions)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval_s)
+            await self._perform(self.registry.expire(self._clock()))
+
+    async def _perform(self, actions: list[Action]) -> None:
         lost = [a for a in actions if isinstance(a, Lost)]
         for action in actions:
             if isinstance(action, RequestSync):
                 await self._publish_quietly(self._subjects.sync_node(action.node))
         if lost:
             await self._report_lost(lost)
+        for action in actions:
+            if isinstance(action, PresenceChange):
+                await self._report_presence(action)
 
-    async def _expire_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._expiry_interval_s)
-            lost = self.registry.expire(self._clock())
-            if lost:
-                await self._report_lost(lost)
+    async def _report_presence(self, change: PresenceChange) -> None:
+        if self.on_presence is None:
+            return
+        try:
+            await self.on_presence(change)
+        except Exception:
+            log.exception("pachinko.directory_on_presence_failed")
 
     async def _report_lost(self, lost: list[Lost]) -> None:
         log.info("pachinko.directory_members_lost", count=len(lost))
-        if self._on_lost is None:
+        if self.on_lost is None:
             return
         try:
-            await self._on_lost(lost)
+            await self.on_lost(lost)
         except Exception:
             log.exception("pachinko.directory_on_lost_failed")
 
@@ -199,6 +236,16 @@ class Directory:
             return
         await self._await_asker(query.node, query.seq)
         await req.respond(_encoder.encode(MembersReply(self.registry.members(query.room))))
+
+    async def _on_presence_query(self, req: Request) -> None:
+        try:
+            query = _presence_query.decode(req.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            await req.respond_error("400", "invalid presence query")
+            return
+        await self._await_asker(query.node, query.seq)
+        reply = PresenceReply(self.registry.identities(query.room))
+        await req.respond(_encoder.encode(reply))
 
     async def _await_asker(self, node: str | None, seq: int) -> None:
         if node is None or seq == 0:

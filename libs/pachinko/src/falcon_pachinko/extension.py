@@ -20,6 +20,7 @@ import structlog
 from .backends.base import Backend
 from .connection import ConnectionLimits
 from .manager import WebSocketConnectionManager
+from .presence import PresenceHandler
 from .resource import WebSocketResource
 from .routing import WebSocketRoute
 
@@ -128,6 +129,7 @@ def install(
     backend: Backend | None = None,
     *,
     limits: ConnectionLimits | None = None,
+    on_presence: PresenceHandler | None = None,
 ) -> WebSocketConnectionManager:
     """Add WebSocket resources, rooms and lifespan hooks to a Falcon ASGI app.
 
@@ -145,6 +147,8 @@ def install(
         app: The app. It is modified in place.
         backend: Where room traffic goes; ``None`` for the in-process backend.
         limits: Outbound queue bounds for every connection.
+        on_presence: Called with each first-in/last-out presence change, where
+            this process decides presence (see :class:`WebSocketConnectionManager`).
 
     Returns:
         The connection manager (also ``app.ws_connection_manager``).
@@ -157,7 +161,7 @@ def install(
         raise TypeError("install() needs a falcon.asgi.App instance")
     if hasattr(app, "ws_connection_manager"):
         raise RuntimeError("falcon_pachinko is already installed on this app")
-    manager = WebSocketConnectionManager(backend, limits=limits)
+    manager = WebSocketConnectionManager(backend, limits=limits, on_presence=on_presence)
     ext = _Extension(app, manager)
     app.add_middleware(ext)
     app.__class__ = _extended_class(type(app), ext)

@@ -24,6 +24,7 @@ from .backends.base import Backend, BackendSink, Member
 from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
+from .presence import PresenceChange, PresenceHandler
 from .subjects import check_room
 
 __all__ = ["ManagerStats", "WebSocketConnectionManager"]
@@ -58,13 +59,23 @@ class WebSocketConnectionManager(BackendSink):
         backend: Where room traffic and membership go; the in-process backend when
             ``None``.
         limits: Outbound queue bounds applied to every connection.
+        on_presence: Called with each first-in/last-out :class:`PresenceChange`
+            when this process decides presence (the in-process backend). With a
+            networked backend presence is decided by the membership directory, and
+            its own ``on_presence`` is called instead, once for the cluster.
     """
 
     def __init__(
-        self, backend: Backend | None = None, *, limits: ConnectionLimits | None = None
+        self,
+        backend: Backend | None = None,
+        *,
+        limits: ConnectionLimits | None = None,
+        on_presence: PresenceHandler | None = None,
     ) -> None:
         self.backend: Final[Backend] = backend if backend is not None else InProcessBackend()
         self.limits: Final = limits if limits is not None else ConnectionLimits()
+        #: See ``on_presence`` above; may be set after construction.
+        self.on_presence: PresenceHandler | None = on_presence
         self._connections: dict[str, Connection] = {}
         self._presence: dict[str, str | None] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
@@ -82,10 +93,22 @@ class WebSocketConnectionManager(BackendSink):
             await self.backend.start(self)
             self._started = True
 
+    def begin_shutdown(self) -> None:
+        """Say that this process is going away and its clients will reconnect elsewhere.
+
+        Call it when shutdown starts, before connections are closed (on SIGTERM):
+        departures are then not announced one by one; the process's users stay
+        present for the directory's grace period, so a user who reconnects to
+        another process meanwhile is neither announced as left nor as joined.
+        :meth:`stop` calls it too. Idempotent.
+        """
+        self.backend.begin_shutdown()
+
     async def stop(self) -> None:
         """Close every local connection (1012, service restart) and stop the backend."""
+        self.begin_shutdown()
         for conn in list(self._connections.values()):
-            conn.abort(1012, "server shutting down")
+            conn.abort(CloseCode.SERVICE_RESTART, "server shutting down")
         for conn in list(self._connections.values()):
             await conn.finish()
         if self._started:
@@ -200,6 +223,16 @@ class WebSocketConnectionManager(BackendSink):
         """List every member of ``room``, cluster-wide."""
         return await self.backend.room_members(room)
 
+    async def presence(self, room: str) -> list[str]:
+        """Who is present in ``room``, cluster-wide: identities, sorted, each once.
+
+        An identity is the label a resource gives its connection with
+        ``set_presence``; connections without one are not listed. A process sees
+        its own joins at once (read-your-writes).
+        """
+        check_room(room)
+        return await self.backend.presence(room)
+
     async def connections(self, room: str | None = None) -> AsyncIterator[Connection]:
         """Iterate over a snapshot of this process's open connections.
 
@@ -230,6 +263,16 @@ class WebSocketConnectionManager(BackendSink):
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
         conn = self._connections.get(connection_id)
         return conn is not None and self._offer(conn, data.decode())
+
+    async def presence_changed(self, change: PresenceChange) -> None:
+        handler = self.on_presence
+        if handler is None:
+            return
+        try:
+            await handler(change)
+        except Exception:
+            # A failing hook must not undo the join or leave that caused it.
+            log.exception("pachinko.presence_handler_failed", present=change.present)
 
     @property
     def connection_count(self) -> int:

@@ -31,8 +31,10 @@ from typing import Final
 import msgspec
 
 from .backends.base import Member
+from .presence import PresenceChange, PresenceTracker
 
 __all__ = [
+    "Action",
     "Change",
     "Delta",
     "Goodbye",
@@ -41,6 +43,8 @@ __all__ = [
     "MembersQuery",
     "MembersReply",
     "NodeEvent",
+    "PresenceQuery",
+    "PresenceReply",
     "Registry",
     "Reporter",
     "RequestSync",
@@ -94,10 +98,17 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat", tag_
 
 
 class Goodbye(msgspec.Struct, frozen=True, kw_only=True, tag="goodbye", tag_field="kind"):
-    """The node is shutting down; whatever it still holds is gone."""
+    """The node is shutting down; whatever it still holds is gone.
+
+    ``hold`` (a graceful shutdown, whose clients were told to reconnect) asks the
+    directory to keep the node's users present for its grace period, so that
+    users who reconnect elsewhere meanwhile are neither announced as left nor as
+    joined again.
+    """
 
     node: str
     seq: int
+    hold: bool = False
 
 
 NodeEvent = Delta | Snapshot | Heartbeat | Goodbye
@@ -130,6 +141,18 @@ class MembersQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 class MembersReply(msgspec.Struct, frozen=True):
     members: list[Member]
+
+
+class PresenceQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is present in ``room`` (identities, each once)."""
+
+    room: str
+    node: str | None = None
+    seq: int = 0
+
+
+class PresenceReply(msgspec.Struct, frozen=True):
+    identities: list[str]
 
 
 # -- node side -----------------------------------------------------------------
@@ -210,8 +233,8 @@ class Reporter:
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(node=self.node_id, seq=self.seq)
 
-    def goodbye(self) -> Goodbye:
-        return Goodbye(node=self.node_id, seq=self.seq)
+    def goodbye(self, *, hold: bool = False) -> Goodbye:
+        return Goodbye(node=self.node_id, seq=self.seq, hold=hold)
 
 
 # -- directory side ------------------------------------------------------------
@@ -224,14 +247,19 @@ class RequestSync(msgspec.Struct, frozen=True):
 
 
 class Lost(msgspec.Struct, frozen=True):
-    """A member that disappeared without leaving (its node died or said goodbye)."""
+    """A member that disappeared without leaving (its node died or said goodbye).
+
+    ``expired`` is true when the node went silent (a crash): nothing it did last,
+    such as a typing indicator, was undone by the node itself.
+    """
 
     room: str
     member: Member
     node: str
+    expired: bool = False
 
 
-Action = RequestSync | Lost
+Action = RequestSync | Lost | PresenceChange
 
 
 @dataclass
@@ -243,21 +271,50 @@ class _Node:
     #: The snapshot part expected next while a multi-part snapshot arrives.
     next_part: int | None = None
     members: dict[tuple[str, str], Member] = field(default_factory=dict)
+    #: While a snapshot arrives: members it has not confirmed yet.
+    unconfirmed: set[tuple[str, str]] = field(default_factory=set)
+    #: First seen by a snapshot while the registry was quiet: report no arrivals.
+    quiet: bool = False
 
 
 class Registry:
     """The directory's cluster-wide view, fed node events and a clock.
 
+    Presence (:class:`~falcon_pachinko.presence.PresenceTracker`) is decided here,
+    once for the cluster: every join, leave, snapshot, goodbye and expiry passes
+    through one registry, so each first-in/last-out change is reported once.
+
+    * A snapshot replaces what was known of its node by difference: members it
+      confirms cause no change, members it lacks leave, new ones join.
+    * A snapshot of a node the registry did not know, within ``quiet_until``
+      (the directory's start-up, while every node re-sends its membership),
+      rebuilds presence without reporting arrivals: those people were there
+      before the directory (re)started.
+    * A graceful goodbye holds the node's members present for ``grace_s``.
+
     Args:
         ttl_s: A node not heard from for this long is expired.
         resync_backoff_s: Minimum delay between two sync requests to one node.
+        grace_s: How long a gracefully departed node's users stay present.
+        quiet_until: Until this clock reading, snapshots of unknown nodes report
+            no arrivals.
     """
 
-    def __init__(self, *, ttl_s: float, resync_backoff_s: float = 1.0) -> None:
-        if ttl_s <= 0 or resync_backoff_s < 0:
-            raise ValueError("ttl_s must be positive and resync_backoff_s non-negative")
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        resync_backoff_s: float = 1.0,
+        grace_s: float = 0.0,
+        quiet_until: float | None = None,
+    ) -> None:
+        if ttl_s <= 0 or resync_backoff_s < 0 or grace_s < 0:
+            raise ValueError("ttl_s must be positive, resync_backoff_s and grace_s non-negative")
         self.ttl_s: Final = ttl_s
         self.resync_backoff_s: Final = resync_backoff_s
+        self.grace_s: Final = grace_s
+        self.quiet_until = quiet_until
+        self.presence: Final = PresenceTracker()
         self._nodes: dict[str, _Node] = {}
         self._rooms: dict[str, dict[str, Member]] = {}
 
@@ -273,15 +330,19 @@ class Registry:
             case Heartbeat():
                 return self._heartbeat(event, now)
             case Goodbye():
-                return self._drop(event.node)
+                return self._drop(event.node, hold_until=now + self.grace_s if event.hold else None)
 
-    def expire(self, now: float) -> list[Lost]:
-        """Drop every node not heard from for ``ttl_s``; report its members lost."""
+    def expire(self, now: float) -> list[Action]:
+        """Drop every node not heard from for ``ttl_s``; report its members lost.
+
+        Also releases held users whose grace has ended.
+        """
         dead = [n for n, s in self._nodes.items() if now - s.last_seen >= self.ttl_s]
-        lost: list[Lost] = []
+        actions: list[Action] = []
         for node in dead:
-            lost.extend(a for a in self._drop(node) if isinstance(a, Lost))
-        return lost
+            actions.extend(self._drop(node, expired=True))
+        actions.extend(self.presence.expire(now))
+        return actions
 
     def resync_all(self, now: float) -> list[RequestSync]:
         """Mark every known node unsynced (the directory missed events); ask them all."""
@@ -299,6 +360,10 @@ class Registry:
     def members(self, room: str) -> list[Member]:
         """The members of ``room`` (empty if it does not exist)."""
         return list(self._rooms.get(room, {}).values())
+
+    def identities(self, room: str) -> list[str]:
+        """Who is present in ``room``, sorted, each once (held users included)."""
+        return self.presence.identities(room)
 
     def presence_count(self, room: str, presence: str | None) -> int:
         """How many connections in ``room`` carry the label ``presence``."""
@@ -336,30 +401,35 @@ class Registry:
         if event.seq != state.seq + 1:
             state.synced = False
             return self._request_sync(event.node, state, now)
-        self._apply_changes(event.node, state, event.changes)
         state.seq = event.seq
-        return []
+        return self._apply_changes(event.node, state, event.changes)
 
     def _snapshot(self, event: Snapshot, now: float) -> list[Action]:
         state = self._nodes.get(event.node)
         if state is None:
             state = self._nodes[event.node] = _Node(seq=event.seq, last_seen=now, synced=False)
+            state.quiet = self.quiet_until is not None and now < self.quiet_until
         state.last_seen = now
         if state.synced and event.seq < state.seq:
             return []  # (any part of) a snapshot older than what was applied since
         if event.part == 0:
-            self._forget_members(state)
+            state.unconfirmed = set(state.members)
             state.seq = event.seq
         elif state.next_part != event.part or state.seq != event.seq:
             # A part went missing (or belongs to another snapshot): start over.
             state.synced, state.next_part = False, None
             return self._request_sync(event.node, state, now)
-        self._apply_changes(event.node, state, event.members)
-        if event.final:
-            state.synced, state.next_part, state.sync_requested_at = True, None, None
-        else:
+        actions = self._apply_changes(event.node, state, event.members)
+        if state.quiet:
+            actions = [a for a in actions if not isinstance(a, PresenceChange)]
+        if not event.final:
             state.synced, state.next_part = False, event.part + 1
-        return []
+            return actions
+        gone = [Change(False, room, conn) for room, conn in state.unconfirmed]
+        actions += self._apply_changes(event.node, state, gone)
+        state.synced, state.next_part, state.sync_requested_at = True, None, None
+        state.unconfirmed, state.quiet = set(), False
+        return actions
 
     def _heartbeat(self, event: Heartbeat, now: float) -> list[Action]:
         state = self._nodes.get(event.node)
@@ -377,28 +447,54 @@ class Registry:
         state.sync_requested_at = now
         return [RequestSync(node)]
 
-    def _drop(self, node: str) -> list[Action]:
+    def _drop(
+        self, node: str, *, hold_until: float | None = None, expired: bool = False
+    ) -> list[Action]:
         state = self._nodes.pop(node, None)
         if state is None:
             return []
-        lost: list[Action] = [Lost(room, m, node) for (room, _), m in state.members.items()]
-        self._forget_members(state)
-        return lost
-
-    def _apply_changes(self, node: str, state: _Node, changes: Iterable[Change]) -> None:
-        for change in changes:
-            key = (change.room, change.connection_id)
-            if change.joined:
-                member = Member(connection_id=change.connection_id, presence=change.presence)
-                state.members[key] = member
-                self._rooms.setdefault(change.room, {})[change.connection_id] = member
-            elif state.members.pop(key, None) is not None:
-                self._remove_from_room(change.room, change.connection_id)
-
-    def _forget_members(self, state: _Node) -> None:
-        for room, connection_id in state.members:
+        actions: list[Action] = []
+        for (room, connection_id), member in state.members.items():
+            actions.append(Lost(room, member, node, expired))
             self._remove_from_room(room, connection_id)
+            if hold_until is not None:
+                self.presence.hold(room, member.presence, connection_id, hold_until)
+            elif (change := self.presence.remove(room, member.presence, connection_id)) is not None:
+                actions.append(change)
         state.members.clear()
+        return actions
+
+    def _apply_changes(self, node: str, state: _Node, changes: Iterable[Change]) -> list[Action]:
+        actions: list[Action] = []
+        for change in changes:
+            if change.joined:
+                actions.extend(self._join(state, change))
+            else:
+                actions.extend(self._leave(state, change))
+        return actions
+
+    def _join(self, state: _Node, change: Change) -> list[PresenceChange]:
+        key = (change.room, change.connection_id)
+        state.unconfirmed.discard(key)
+        member = Member(connection_id=change.connection_id, presence=change.presence)
+        known = state.members.get(key)
+        if known == member:
+            return []
+        out: list[PresenceChange] = []
+        if known is not None:  # relabelled: the old identity's connection is gone
+            out.extend(self._leave(state, Change(False, change.room, change.connection_id)))
+        state.members[key] = member
+        self._rooms.setdefault(change.room, {})[change.connection_id] = member
+        arrived = self.presence.add(change.room, member.presence, change.connection_id)
+        return out if arrived is None else [*out, arrived]
+
+    def _leave(self, state: _Node, change: Change) -> list[PresenceChange]:
+        gone = state.members.pop((change.room, change.connection_id), None)
+        if gone is None:
+            return []
+        self._remove_from_room(change.room, change.connection_id)
+        left = self.presence.remove(change.room, gone.presence, change.connection_id)
+        return [] if left is None else [left]
 
     def _remove_from_room(self, room: str, connection_id: str) -> None:
         members = self._rooms.get(room)

@@ -83,6 +83,7 @@ class Subjects:
         #: Directory queries (request/reply).
         self.query_rooms: Final = f"{control}.rooms"
         self.query_members: Final = f"{control}.members"
+        self.query_presence: Final = f"{control}.presence"
         #: The directory asks every node to re-send its membership.
         self.sync_all: Final = f"{control}.sync"
         #: Messages for one connection, wherever it is.

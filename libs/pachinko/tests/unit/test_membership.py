@@ -26,9 +26,11 @@ from falcon_pachinko.membership import (
     Snapshot,
     event_decoder,
 )
+from falcon_pachinko.presence import PresenceChange
 
 TTL = 10.0
 BACKOFF = 1.0
+GRACE = 3.0
 
 
 def member(connection_id: str, presence: str | None = None) -> Member:
@@ -55,6 +57,11 @@ def registry(**kwargs: float) -> Registry:
     kwargs.setdefault("ttl_s", TTL)
     kwargs.setdefault("resync_backoff_s", BACKOFF)
     return Registry(**kwargs)
+
+
+def lost_only(actions: list[object]) -> list[object]:
+    """The actions that are not presence changes."""
+    return [a for a in actions if not isinstance(a, PresenceChange)]
 
 
 def view(reg: Registry) -> dict[str, set[Member]]:
@@ -133,7 +140,9 @@ def test_registry_rejects_bad_settings() -> None:
 
 def test_first_delta_of_an_unknown_node_is_applied() -> None:
     reg = registry()
-    assert reg.apply(delta("n1", 1, join("r", "c1", "alice")), now=0) == []
+    assert reg.apply(delta("n1", 1, join("r", "c1", "alice")), now=0) == [
+        PresenceChange(room="r", identity="alice", present=True, connection_id="c1")
+    ]
     assert reg.applied_seq("n1") == 1
     assert view(reg) == {"r": {member("c1", "alice")}}
     assert (reg.node_count, reg.room_count, reg.connection_count) == (1, 1, 1)
@@ -267,14 +276,14 @@ def test_node_expires_at_exactly_its_ttl(elapsed: float, expired: bool) -> None:
     reg.apply(delta("n1", 1, join("r", "a1", "alice"), join("s", "a2")), now=0)
     reg.apply(delta("n2", 1, join("r", "b1", "bob")), now=0)
     reg.apply(Heartbeat(node="n2", seq=1), now=elapsed)  # n2 stays alive
-    lost = reg.expire(now=elapsed)
+    lost = lost_only(reg.expire(now=elapsed))
     if not expired:
         assert lost == []
         assert reg.node_count == 2
         return
     assert sorted(lost, key=lambda x: x.room) == [
-        Lost("r", member("a1", "alice"), "n1"),
-        Lost("s", member("a2"), "n1"),
+        Lost("r", member("a1", "alice"), "n1", expired=True),
+        Lost("s", member("a2"), "n1", expired=True),
     ]
     assert reg.node_count == 1
     assert view(reg) == {"r": {member("b1", "bob")}}
@@ -459,11 +468,13 @@ class Cluster(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
-        self.registry = Registry(ttl_s=1e9, resync_backoff_s=BACKOFF)
+        self.registry = Registry(ttl_s=1e9, resync_backoff_s=BACKOFF, grace_s=GRACE)
         self.incarnation = dict.fromkeys(NODES, 0)
         self.reporters = {n: Reporter(self._node_id(n)) for n in NODES}
         self.truth: dict[str, dict[tuple[str, str], Member]] = {n: {} for n in NODES}
         self.sync_requested: set[str] = set()
+        #: (room, identity) pairs announced present and not announced gone since.
+        self.announced: set[tuple[str, str]] = set()
 
     def _node_id(self, node: str) -> str:
         return f"{node}.{self.incarnation[node]}"
@@ -473,9 +484,21 @@ class Cluster(RuleBasedStateMachine):
         for action in self.registry.apply(event, self.now):
             if isinstance(action, RequestSync):
                 self.sync_requested.add(action.node)
+            elif isinstance(action, PresenceChange):
+                self._announce(action)
             else:
                 lost.append(action)
         return lost
+
+    def _announce(self, change: PresenceChange) -> None:
+        # Exactly once per transition: never "joined" twice, never "left" unannounced.
+        key = (change.room, change.identity)
+        if change.present:
+            assert key not in self.announced, f"{key} announced present twice"
+            self.announced.add(key)
+        else:
+            assert key in self.announced, f"{key} announced gone without being present"
+            self.announced.discard(key)
 
     def _registry_members_of(self, node_id: str) -> set[tuple[str, Member]]:
         return {
@@ -515,6 +538,9 @@ class Cluster(RuleBasedStateMachine):
     @rule(seconds=st.floats(0.0, 2 * BACKOFF))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
+        for action in self.registry.expire(self.now):
+            assert isinstance(action, PresenceChange)  # only held users expire here
+            self._announce(action)
 
     @precondition(lambda self: bool(self.sync_requested))
     @rule(data=st.data(), delta_lost=st.booleans(), snapshot_lost=st.booleans())
@@ -526,15 +552,15 @@ class Cluster(RuleBasedStateMachine):
             return  # that incarnation is gone
         self._answer(node, delta_lost=delta_lost, snapshot_lost=snapshot_lost)
 
-    @rule(node=st.sampled_from(NODES))
-    def restart_with_goodbye(self, node: str) -> None:
+    @rule(node=st.sampled_from(NODES), hold=st.booleans())
+    def restart_with_goodbye(self, node: str, hold: bool) -> None:
         node_id = self._node_id(node)
         reporter = self.reporters[node]
         out = reporter.take_delta()
         if out is not None:
             self._deliver(out)
         before = self._registry_members_of(node_id)
-        lost = self._deliver(reporter.goodbye())
+        lost = self._deliver(reporter.goodbye(hold=hold))
         assert {(x.room, x.member) for x in lost} == before
         assert all(x.node == node_id for x in lost)
         assert self._registry_members_of(node_id) == set()
@@ -587,6 +613,20 @@ class Cluster(RuleBasedStateMachine):
             assert self.registry.applied_seq(self._node_id(node)) == self.reporters[node].seq
         assert view(self.registry) == expected
         assert self.registry.connection_count == sum(len(t) for t in self.truth.values())
+        # Once every held user's grace is over, what was announced is the truth.
+        self.now += GRACE
+        for action in self.registry.expire(self.now):
+            assert isinstance(action, PresenceChange)
+            self._announce(action)
+        present = {
+            (room, m.presence)
+            for node in NODES
+            for (room, _), m in self.truth[node].items()
+            if m.presence is not None
+        }
+        assert self.announced == present
+        for room, identity in present:
+            assert identity in self.registry.identities(room)
 
 
 Cluster.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
@@ -619,7 +659,7 @@ def test_registry_applies_parts_in_order_and_is_synced_after_the_final_one() -> 
     registry = Registry(ttl_s=10)
     parts = _big_reporter(500).snapshot_parts(max_bytes=4 * 1024)
     for part in parts[:-1]:
-        assert registry.apply(part, 1.0) == []
+        assert lost_only(registry.apply(part, 1.0)) == []
         assert registry.applied_seq("big") is None  # not yet complete
     registry.apply(parts[-1], 1.0)
     assert registry.applied_seq("big") == 1

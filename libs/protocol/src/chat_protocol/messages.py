@@ -27,10 +27,12 @@ __all__ = [
     "EmptyPayload",
     "ErrorPayload",
     "NewMessagePayload",
+    "PresencePayload",
     "SendMessagePayload",
     "ServerError",
     "ServerMessage",
     "ServerNewMessage",
+    "ServerPresence",
     "ServerSystemAnnouncement",
     "ServerSystemMessage",
     "ServerUserJoined",
@@ -42,6 +44,8 @@ __all__ = [
     "client_decoder",
     "server_decoder",
     "encode",
+    "presence_announcement",
+    "typing_stopped",
 ]
 
 #: Longest chat message, in characters. Well under the frame limit, so that a
@@ -109,6 +113,11 @@ class TypingPayload(_Outbound, frozen=True):
     is_typing: bool = msgspec.field(name="isTyping")
 
 
+class PresencePayload(_Outbound, frozen=True):
+    #: Everyone present in the room, each once, sorted (the joiner included).
+    users: list[UserName]
+
+
 class ErrorCode:
     """Machine-readable ``serverError`` codes (the ``code`` field)."""
 
@@ -150,6 +159,12 @@ class ServerUserTyping(_Outbound, frozen=True, tag="serverUserTyping", tag_field
     payload: TypingPayload
 
 
+class ServerPresence(_Outbound, frozen=True, tag="serverPresence", tag_field="type"):
+    """The room's roster, sent to a joiner right after the welcome."""
+
+    payload: PresencePayload
+
+
 class ServerError(_Outbound, frozen=True, tag="serverError", tag_field="type"):
     payload: ErrorPayload
 
@@ -161,6 +176,7 @@ ServerMessage = (
     | ServerUserJoined
     | ServerUserLeft
     | ServerUserTyping
+    | ServerPresence
     | ServerError
 )
 
@@ -173,3 +189,18 @@ server_decoder: Final = msgspec.json.Decoder(ServerMessage)
 def encode(message: ServerMessage) -> bytes:
     """Encode a server message to JSON, once, where it is produced."""
     return _encoder.encode(message)
+
+
+def presence_announcement(user: str, present: bool) -> ServerUserJoined | ServerUserLeft:
+    """What the room hears when ``user`` arrives (first connection) or goes (last one).
+
+    The chat's one presence rule: whoever decides presence (the rooms service in
+    a cluster, the gateway on its own) announces each transition with this.
+    """
+    payload = UserPayload(user=user)
+    return ServerUserJoined(payload=payload) if present else ServerUserLeft(payload=payload)
+
+
+def typing_stopped(user: str) -> ServerUserTyping:
+    """``user`` is no longer typing (said so, went silent, or disconnected)."""
+    return ServerUserTyping(payload=TypingPayload(user=user, is_typing=False))

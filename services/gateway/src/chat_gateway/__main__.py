@@ -8,7 +8,7 @@ import math
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import structlog
 import uvicorn
@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from chat_runtime.entrypoint import service_main
 from chat_runtime.natsconn import NatsConnection, connect_nats
 from chat_runtime.ops import bound_port
+from falcon_pachinko import PachinkoApp
 from falcon_pachinko.backends.nats import NatsBackend
 
 from .app import create_app
@@ -116,8 +117,10 @@ class GatewayServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        # SIGTERM/SIGINT: report not ready at once, then let uvicorn shut down.
+        # SIGTERM/SIGINT: report not ready at once, and hold presence (clients are
+        # about to get 1012 and reconnect elsewhere), then let uvicorn shut down.
         self._draining.now = True
+        cast(PachinkoApp, self.config.app).ws_connection_manager.begin_shutdown()
         log.info("service.stopping", reason="signal", signal=sig)
         super().handle_exit(sig, frame)
 

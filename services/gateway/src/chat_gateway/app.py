@@ -13,6 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 import falcon_pachinko
+from chat_protocol.presence import presence_announcer
 from chat_runtime.ops import add_ops_routes
 from falcon_pachinko import (
     Backend,
@@ -107,9 +108,11 @@ def create_app(
         close_timeout_s=settings.close_timeout_s,
     )
     conn_mgr = falcon_pachinko.install(app, backend, limits=limits)
+    # On its own the gateway decides presence; in a cluster the rooms service does.
+    conn_mgr.on_presence = presence_announcer(conn_mgr.broadcast_to_room)
     metrics = Metrics(registry, conn_mgr)
     ws_app = cast(PachinkoApp, app)
-    ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource, metrics)
+    ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource, metrics, settings.typing_ttl_s)
     readiness = _Readiness(ready)
     add_ops_routes(app, readiness, registry)
     app.add_route("/", _IndexPage())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, Final
 
 import falcon.asgi
@@ -17,15 +19,15 @@ from chat_protocol.messages import (
     ErrorCode,
     ErrorPayload,
     NewMessagePayload,
+    PresencePayload,
     ServerError,
     ServerNewMessage,
+    ServerPresence,
     ServerSystemMessage,
-    ServerUserJoined,
-    ServerUserLeft,
     ServerUserTyping,
     TextPayload,
     TypingPayload,
-    UserPayload,
+    typing_stopped,
 )
 from falcon_pachinko import BackendError, WebSocketLike, WebSocketResource, handles_message
 
@@ -52,15 +54,27 @@ _MAX_DETAIL: Final = 200
 
 
 class ChatRoomResource(WebSocketResource):
-    """One chat participant in one room (``/ws/chat/{room_name}``)."""
+    """One chat participant in one room (``/ws/chat/{room_name}``).
+
+    Presence is user-level and is not announced here: the connection is labelled
+    with the user's name and joins the room, and whoever decides presence (the
+    rooms service, or the gateway's own presence hook on the memory backend)
+    announces the user's first arrival and last departure. The joiner gets the
+    welcome, then the roster (``serverPresence``).
+
+    Typing expires: a typist who goes silent for ``typing_ttl_s``, sends a
+    message, or disconnects is announced as no longer typing.
+    """
 
     schema = ClientMessage
 
     user: User
     room_name: str
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, typing_ttl_s: float = 6.0) -> None:
         self._metrics = metrics
+        self._typing_ttl_s = typing_ttl_s
+        self._typing_expiry: asyncio.Task[None] | None = None
 
     async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
         user = req.context.get("user")
@@ -77,43 +91,70 @@ class ChatRoomResource(WebSocketResource):
         await self.join_room(room_name)
         welcome = f"Welcome {user.name} to room '{room_name}'!"
         await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
-        await self.broadcast_to_room(
-            room_name, ServerUserJoined(payload=UserPayload(user=user.name)), exclude_self=True
-        )
+        await self._send_roster(ws)
         return True
+
+    async def _send_roster(self, ws: WebSocketLike) -> None:
+        try:
+            users = await self.connection_manager.presence(self.room_name)
+        except BackendError:
+            # The rooms service is away: chat works without the roster, and the
+            # arrivals announced from now on still reach this client.
+            log.warning("chat.roster_unavailable")
+            return
+        await ws.send_media(ServerPresence(payload=PresencePayload(users=users)))
 
     @handles_message("clientSendMessage")
     async def handle_send_message(self, ws: WebSocketLike, message: ClientSendMessage) -> None:
         payload = NewMessagePayload(user=self.user.name, text=message.payload.text)
         await self.broadcast_to_room(self.room_name, ServerNewMessage(payload=payload))
+        await self._stop_typing()
 
     @handles_message("clientStartTyping")
     async def handle_start_typing(self, ws: WebSocketLike, message: ClientStartTyping) -> None:
-        await self._typing(True)
+        payload = TypingPayload(user=self.user.name, is_typing=True)
+        await self.broadcast_to_room(
+            self.room_name, ServerUserTyping(payload=payload), exclude_self=True
+        )
+        self._cancel_typing_expiry()
+        self._typing_expiry = asyncio.create_task(
+            self._expire_typing(), name=f"chat-typing-{self.connection_id}"
+        )
 
     @handles_message("clientStopTyping")
     async def handle_stop_typing(self, ws: WebSocketLike, message: ClientStopTyping) -> None:
-        await self._typing(False)
+        await self._stop_typing(always=True)
 
-    async def _typing(self, is_typing: bool) -> None:
-        payload = TypingPayload(user=self.user.name, is_typing=is_typing)
+    async def _expire_typing(self) -> None:
+        await asyncio.sleep(self._typing_ttl_s)
+        self._typing_expiry = None
+        with contextlib.suppress(BackendError):
+            await self._announce_stopped_typing()
+
+    async def _stop_typing(self, *, always: bool = False) -> None:
+        # Announced when typing was on; an explicit stop is always passed on.
+        if self._cancel_typing_expiry() or always:
+            await self._announce_stopped_typing()
+
+    def _cancel_typing_expiry(self) -> bool:
+        task, self._typing_expiry = self._typing_expiry, None
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    async def _announce_stopped_typing(self) -> None:
         await self.broadcast_to_room(
-            self.room_name, ServerUserTyping(payload=payload), exclude_self=True
+            self.room_name, typing_stopped(self.user.name), exclude_self=True
         )
 
     async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
         if not hasattr(self, "room_name"):
             return
         try:
-            await self.broadcast_to_room(
-                self.room_name,
-                ServerUserLeft(payload=UserPayload(user=self.user.name)),
-                exclude_self=True,
-            )
+            await self._stop_typing()
         except BackendError:
-            # NATS is down; the room's other gateways learn of the departure from
-            # the rooms service once this gateway's membership is re-synced.
-            log.warning("chat.leave_not_announced")
+            log.warning("chat.typing_stop_not_announced")
         await self.leave_room(self.room_name)
         log.info("chat.disconnected", close_code=close_code)
 

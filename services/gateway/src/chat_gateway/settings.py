@@ -71,6 +71,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     outbound_queue_bytes: Annotated[int, Meta(ge=64 * 1024)] = 4 * 1024 * 1024
     #: Seconds a closing connection gets to flush its queue and close.
     close_timeout_s: PositiveFloat = 5.0
+    #: A typist silent this long is announced as no longer typing. 6 s: clients
+    #: repeat clientStartTyping every few seconds while the user types.
+    typing_ttl_s: PositiveFloat = 6.0
     #: (``memory`` backend only.) Seconds between system announcements; 0 disables
     #: them. One hour, as in the seed.
     announce_interval_s: Annotated[float, Meta(ge=0)] = 3600.0

@@ -36,8 +36,11 @@ async def test_the_seed_scenario(start_gateway: StartGateway) -> None:
             "type": "serverSystemMessage",
             "payload": {"text": "Welcome Alice to room 'general'!"},
         }
+        assert await alice.receive() == {"type": "serverPresence", "payload": {"users": ["Alice"]}}
         async with connect(chat_url(server, "general", "Bob")) as bob:
             assert (await bob.receive())["type"] == "serverSystemMessage"
+            roster = {"type": "serverPresence", "payload": {"users": ["Alice", "Bob"]}}
+            assert await bob.receive() == roster
             assert await alice.receive() == {"type": "serverUserJoined", "payload": {"user": "Bob"}}
 
             await alice.send_json(send_message("Hello everyone!"))
@@ -97,6 +100,7 @@ async def test_bad_input_gets_a_server_error_and_the_session_goes_on(
     server = await start_gateway()
     async with connect(chat_url(server, "general", "Mallory")) as client:
         await client.expect("serverSystemMessage")
+        await client.expect("serverPresence")
         await client.send_raw(frame)
         error = await client.receive()
         assert error["type"] == "serverError"
@@ -111,6 +115,7 @@ async def test_a_message_of_the_maximum_length_is_delivered(start_gateway: Start
     text = "é" * MAX_TEXT_CHARS
     async with connect(chat_url(server, "general", "Ann")) as client:
         await client.expect("serverSystemMessage")
+        await client.expect("serverPresence")
         await client.send_json(send_message(text))
         assert (await client.expect("serverNewMessage"))["payload"]["text"] == text
 
@@ -124,6 +129,7 @@ async def test_frame_size_limit(start_gateway: StartGateway, size: int, closed: 
     server = await start_gateway(CHAT_WS_MAX_BYTES=str(limit))
     async with connect(chat_url(server, "general", "Ann")) as client:
         await client.expect("serverSystemMessage")
+        await client.expect("serverPresence")
         envelope = '{"type": "clientPadding", "pad": ""}'
         frame = envelope.replace('""', '"' + "x" * (limit + size - len(envelope)) + '"')
         assert len(frame.encode()) == limit + size
@@ -178,7 +184,11 @@ async def test_announcements_reach_every_room_matching_the_prefix(
             await a.expect("serverSystemAnnouncement")
         await lobby.send_json(send_message("marker"))
         await lobby.expect("serverNewMessage")
-        assert [m["type"] for m in lobby.received] == ["serverSystemMessage", "serverNewMessage"]
+        assert [m["type"] for m in lobby.received] == [
+            "serverSystemMessage",
+            "serverPresence",
+            "serverNewMessage",
+        ]
 
 
 async def test_health_endpoints_and_page(start_gateway: StartGateway) -> None:
@@ -257,6 +267,7 @@ async def test_disconnect_without_close_frame_announces_the_user_left(
     server = await start_gateway()
     async with connect(chat_url(server, "general", "Stayer")) as stayer:
         await stayer.expect("serverSystemMessage")
+        await stayer.expect("serverPresence")
         async with connect(chat_url(server, "general", "Dropper")) as dropper:
             await stayer.expect("serverUserJoined")
             # Drop the TCP connection without a closing handshake.
@@ -265,3 +276,53 @@ async def test_disconnect_without_close_frame_announces_the_user_left(
                 await dropper.conn.wait_closed()
         left = await stayer.expect("serverUserLeft")
         assert left["payload"] == {"user": "Dropper"}
+
+
+async def test_two_tabs_of_one_user_are_announced_once(start_gateway: StartGateway) -> None:
+    server = await start_gateway()
+    async with connect(chat_url(server, "general", "Bob")) as bob:
+        await bob.expect("serverSystemMessage")
+        await bob.expect("serverPresence")
+        async with connect(chat_url(server, "general", "Alice")) as tab1:
+            await tab1.expect("serverPresence")
+            async with connect(chat_url(server, "general", "Alice")) as tab2:
+                roster = await tab2.expect("serverPresence")
+                assert roster["payload"] == {"users": ["Alice", "Bob"]}
+            await tab1.send_json(send_message("one tab left"))
+            await bob.expect("serverNewMessage")
+        left = await bob.expect("serverUserLeft")
+        assert left["payload"] == {"user": "Alice"}
+        news = [m["type"] for m in bob.received if m["type"].startswith("serverUser")]
+        assert news == ["serverUserJoined", "serverUserLeft"]
+
+
+async def test_a_silent_typist_stops_typing_after_the_ttl(start_gateway: StartGateway) -> None:
+    server = await start_gateway(CHAT_TYPING_TTL_S="0.3")
+    async with (
+        connect(chat_url(server, "general", "Watcher")) as watcher,
+        connect(chat_url(server, "general", "Typist")) as typist,
+    ):
+        await typist.expect("serverPresence")
+        await typist.send_json({"type": "clientStartTyping"})
+        assert (await watcher.expect("serverUserTyping"))["payload"]["isTyping"] is True
+        stopped = await watcher.expect("serverUserTyping", timeout_s=2)
+        assert stopped["payload"] == {"user": "Typist", "isTyping": False}
+        # Sending a message while typing also ends it.
+        await typist.send_json({"type": "clientStartTyping"})
+        await watcher.expect("serverUserTyping")
+        await typist.send_json(send_message("done"))
+        await watcher.expect("serverNewMessage")
+        after = await watcher.expect("serverUserTyping")
+        assert after["payload"]["isTyping"] is False
+
+
+async def test_a_typist_who_disconnects_stops_typing(start_gateway: StartGateway) -> None:
+    server = await start_gateway()
+    async with connect(chat_url(server, "general", "Watcher")) as watcher:
+        async with connect(chat_url(server, "general", "Typist")) as typist:
+            await typist.expect("serverPresence")
+            await typist.send_json({"type": "clientStartTyping"})
+            await watcher.expect("serverUserTyping")
+        stopped = await watcher.expect("serverUserTyping")
+        assert stopped["payload"] == {"user": "Typist", "isTyping": False}
+        await watcher.expect("serverUserLeft")

@@ -35,6 +35,16 @@ class Metrics:
         )
         self.departures_announced = Counter(
             "chat_rooms_departures_announced_total",
-            "serverUserLeft messages published for users of lost gateways",
+            "serverUserLeft published: a user's last connection in a room is gone",
             registry=registry,
         )
+        self.arrivals_announced = Counter(
+            "chat_rooms_arrivals_announced_total",
+            "serverUserJoined published: a user's first connection in a room arrived",
+            registry=registry,
+        )
+        Gauge(
+            "chat_rooms_presence_held",
+            "Connections of gracefully stopped gateways whose users are held present",
+            registry=registry,
+        ).set_function(lambda: membership.presence.held_count)

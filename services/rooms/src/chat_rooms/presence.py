@@ -1,36 +1,34 @@
-"""User-level presence: who to announce as left when connections are lost.
+"""The rooms service's chat rules for presence: announcements and typing on departure.
 
-A user may have several connections in one room (tabs, devices). When a gateway
-dies, the chat says "left" once per user and room, and only if none of that user's
-connections remain in the room on another gateway.
+The membership directory (falcon_pachinko) decides presence for the whole
+cluster and reports each first-in/last-out change once. This module turns those
+reports into chat traffic:
+
+* every change is announced into its room with the chat's one presence rule
+  (:func:`chat_protocol.presence.presence_announcer`);
+* connections lost with their gateway (crash, TTL) may have been typing, and their
+  gateway can no longer say they stopped: :func:`typists_to_stop` names the
+  ``(room, user)`` pairs to announce as not typing, each once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from falcon_pachinko.membership import Lost, Registry
+from falcon_pachinko.membership import Lost
 
-__all__ = ["departures"]
+__all__ = ["typists_to_stop"]
 
 
-def departures(lost: Iterable[Lost], registry: Registry) -> list[tuple[str, str]]:
-    """The ``(room, user)`` pairs to announce as left, each once, in first-seen order.
+def typists_to_stop(lost: Iterable[Lost]) -> list[tuple[str, str]]:
+    """The ``(room, user)`` pairs of ``lost`` members, each once, in first-seen order.
 
-    Args:
-        lost: Members already removed from ``registry``.
-        registry: The directory's registry, after the removal.
+    Only members of expired gateways count: a gateway that said goodbye stopped
+    its typists itself. Anonymous connections (no presence label) name nobody.
     """
-    seen: set[tuple[str, str]] = set()
-    result: list[tuple[str, str]] = []
+    seen: dict[tuple[str, str], None] = {}
     for item in lost:
         user = item.member.presence
-        if user is None:
-            continue  # an anonymous connection has no one to announce
-        key = (item.room, user)
-        if key in seen:
-            continue
-        seen.add(key)
-        if registry.presence_count(item.room, user) == 0:
-            result.append(key)
-    return result
+        if user is not None and item.expired:
+            seen.setdefault((item.room, user), None)
+    return list(seen)

@@ -1,56 +1,82 @@
-"""The rooms service: the membership directory, plus the chat's departure announcements."""
+"""The rooms service: the membership directory, plus the chat's presence announcements."""
 
 from __future__ import annotations
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from chat_protocol.messages import ServerUserLeft, UserPayload
+from chat_protocol.messages import encode, typing_stopped
+from chat_protocol.presence import presence_announcer
+from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
 from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
 from chat_runtime.ops import serve_ops
-from falcon_pachinko import WebSocketConnectionManager
-from falcon_pachinko.backends.nats import NatsBackend
+from falcon_pachinko import BackendError
+from falcon_pachinko.backends.nats import RoomPublisher
 from falcon_pachinko.directory import Directory
 from falcon_pachinko.membership import Lost
+from falcon_pachinko.presence import PresenceChange
 from falcon_pachinko.subjects import Subjects
 
 from .metrics import Metrics
-from .presence import departures
+from .presence import typists_to_stop
 from .settings import Settings
 
-__all__ = ["SUBJECT_PREFIX", "run"]
+__all__ = ["run"]
 
 log = structlog.get_logger(__name__)
 
-SUBJECT_PREFIX = "chat"
+
+class PresenceRules:
+    """The chat's reactions to the directory's reports, published into the rooms.
+
+    Args:
+        publisher: Publishes room traffic.
+        metrics: Counts what was announced.
+    """
+
+    def __init__(self, publisher: RoomPublisher, metrics: Metrics) -> None:
+        self._publisher = publisher
+        self._metrics = metrics
+        self._announce = presence_announcer(self._publish)
+
+    async def on_presence(self, change: PresenceChange) -> None:
+        """Announce a user's first arrival or last departure in a room."""
+        await self._announce(change)
+        if change.present:
+            self._metrics.arrivals_announced.inc()
+        else:
+            self._metrics.departures_announced.inc()
+
+    async def on_lost(self, lost: list[Lost]) -> None:
+        """Connections vanished with their gateway: none of them is typing any more."""
+        self._metrics.members_lost.inc(len(lost))
+        for room, user in typists_to_stop(lost):
+            await self._publish(room, typing_stopped(user))
+
+    async def _publish(self, room: str, message: object, *, exclude: str | None = None) -> None:
+        try:
+            await self._publisher.publish(room, encode(message), exclude=exclude)  # type: ignore[arg-type]
+        except BackendError:
+            log.warning("rooms.announcement_not_sent")
 
 
 async def run(settings: Settings) -> int:
     """Serve until a signal (exit 0) or until NATS is lost for good (exit 1)."""
     registry = CollectorRegistry()
     conn = await connect_nats(settings, "rooms", registry)
-    # Publishing into rooms goes through the library, like every other producer.
-    rooms = WebSocketConnectionManager(
-        NatsBackend(client=conn.client, subject_prefix=SUBJECT_PREFIX, presence=False)
-    )
-    await rooms.start()
-
-    async def announce(lost: list[Lost]) -> None:
-        metrics.members_lost.inc(len(lost))
-        for room, user in departures(lost, directory.registry):
-            await rooms.broadcast_to_room(room, ServerUserLeft(payload=UserPayload(user=user)))
-            metrics.departures_announced.inc()
-
     directory = Directory(
         conn.client,
         Subjects(SUBJECT_PREFIX),
         ttl_s=settings.presence_ttl_s,
+        grace_s=settings.presence_grace_s,
         expiry_interval_s=settings.presence_check_interval_s,
-        on_lost=announce,
         name="chat-rooms",
     )
     metrics = Metrics(registry, directory.registry)
+    rules = PresenceRules(RoomPublisher(conn.client, SUBJECT_PREFIX, origin="chat-rooms"), metrics)
+    directory.on_lost = rules.on_lost
+    directory.on_presence = rules.on_presence
     await directory.start()
     conn.on_reconnected.append(directory.request_resync)
     try:
@@ -61,6 +87,5 @@ async def run(settings: Settings) -> int:
             code = await wait_for_shutdown(conn)
     finally:
         await directory.stop()
-        await rooms.stop()
         await conn.drain(settings.nats_drain_timeout_s)
     return code

@@ -20,8 +20,14 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: left. Must exceed a few gateway heartbeat intervals (3 s by default); 10 s
     #: keeps the announcement well within 15 s of the crash.
     presence_ttl_s: PositiveFloat = 10.0
-    #: How often dead gateways are looked for; adds at most this much to the TTL.
+    #: How often dead gateways are looked for; adds at most this much to the TTL
+    #: and to the grace.
     presence_check_interval_s: PositiveFloat = 1.0
+    #: When a gateway shuts down gracefully (SIGTERM; its clients get 1012 and
+    #: reconnect), its users stay present this long: a user back on any gateway
+    #: within it is neither announced as left nor as joined. 5 s covers a client's
+    #: first reconnect attempts with back-off.
+    presence_grace_s: Annotated[float, Meta(ge=0)] = 5.0
     #: Health and metrics endpoint. Loopback unless deliberately exposed.
     metrics_host: str = "127.0.0.1"
     #: 0 picks a free port (it is logged with ``service.ready``).

@@ -58,8 +58,10 @@ async def test_two_gateways_chat_then_ctrl_c_stops_everything(
         bob_url = f"ws://127.0.0.1:{base + 1}/ws/chat/general?token={issue_token(secret, 'Bob')}"
         async with connect(demo_url) as demo:
             await demo.expect("serverSystemMessage")
+            await demo.expect("serverPresence")
             async with connect(bob_url) as bob:
                 await bob.expect("serverSystemMessage")
+                await bob.expect("serverPresence")
                 assert (await demo.expect("serverUserJoined"))["payload"] == {"user": "Bob"}
                 await bob.send_json(send("hello from gateway 2"))
                 message = await demo.expect("serverNewMessage")
@@ -120,6 +122,7 @@ async def test_the_launcher_runs_its_own_nats_server(
     assert (tmp_path / ".data" / "nats" / "jetstream").is_dir()
     async with connect(f"ws://127.0.0.1:{base}/ws/chat/general?user=Alice") as alice:
         await alice.expect("serverSystemMessage")
+        await alice.expect("serverPresence")
     assert "nats-server" in chat.pids()
     chat.proc.send_signal(signal.SIGTERM)
     assert await chat.exit_code(timeout_s=30) == 0

@@ -22,6 +22,8 @@ from typing import Protocol
 
 import msgspec
 
+from ..presence import PresenceChange
+
 __all__ = ["Backend", "BackendSink", "Member"]
 
 
@@ -56,6 +58,9 @@ class BackendSink(Protocol):
         Returns:
             ``True`` if the connection is local and open, ``False`` otherwise.
         """
+
+    async def presence_changed(self, change: PresenceChange) -> None:
+        """An identity arrived in a room or left it (backends that decide presence)."""
 
 
 class Backend(ABC):
@@ -123,3 +128,16 @@ class Backend(ABC):
     @abstractmethod
     async def room_members(self, room: str) -> list[Member]:
         """List every member of ``room``, cluster-wide."""
+
+    @abstractmethod
+    async def presence(self, room: str) -> list[str]:
+        """Who is present in ``room``, cluster-wide: identities, sorted, each once."""
+
+    @abstractmethod
+    def begin_shutdown(self) -> None:
+        """The process is shutting down and its clients will reconnect elsewhere.
+
+        From now on, departures are not reported one by one: the goodbye sent by
+        :meth:`stop` holds this process's users present for the grace period, so
+        users who reconnect to another process meanwhile do not flap.
+        """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import BackendError
+from ..presence import PresenceTracker
 from .base import Backend, BackendSink, Member
 
 __all__ = ["InProcessBackend"]
@@ -12,12 +13,17 @@ class InProcessBackend(Backend):
     """Delivers room traffic within the process that published it.
 
     Publishing calls the sink synchronously, so every member receives messages in
-    exactly the order they were published. Membership is the local membership.
+    exactly the order they were published. Membership is the local membership, and
+    presence is decided here: first-in/last-out changes go to the sink's
+    ``presence_changed`` as they happen. At shutdown nobody is left to tell, so
+    departures after :meth:`begin_shutdown` are not reported.
     """
 
     def __init__(self) -> None:
         self._sink: BackendSink | None = None
         self._members: dict[str, dict[str, Member]] = {}
+        self._presence = PresenceTracker()
+        self._shutting_down = False
 
     async def start(self, sink: BackendSink) -> None:
         if self._sink is not None and self._sink is not sink:
@@ -26,6 +32,11 @@ class InProcessBackend(Backend):
 
     async def stop(self) -> None:
         self._members.clear()
+        self._presence = PresenceTracker()
+        self._shutting_down = False
+
+    def begin_shutdown(self) -> None:
+        self._shutting_down = True
 
     async def subscribe(self, room: str) -> None:
         self._members.setdefault(room, {})
@@ -44,6 +55,9 @@ class InProcessBackend(Backend):
 
     async def member_joined(self, room: str, member: Member) -> None:
         self._members.setdefault(room, {})[member.connection_id] = member
+        change = self._presence.add(room, member.presence, member.connection_id)
+        if change is not None and self._sink is not None:
+            await self._sink.presence_changed(change)
 
     async def member_left(self, room: str, member: Member) -> None:
         members = self._members.get(room)
@@ -51,9 +65,15 @@ class InProcessBackend(Backend):
             members.pop(member.connection_id, None)
             if not members:
                 del self._members[room]
+        change = self._presence.remove(room, member.presence, member.connection_id)
+        if change is not None and self._sink is not None and not self._shutting_down:
+            await self._sink.presence_changed(change)
 
     async def rooms_by_prefix(self, prefix: str) -> list[str]:
         return sorted(r for r, m in self._members.items() if m and r.startswith(prefix))
 
     async def room_members(self, room: str) -> list[Member]:
         return list(self._members.get(room, {}).values())
+
+    async def presence(self, room: str) -> list[str]:
+        return self._presence.identities(room)

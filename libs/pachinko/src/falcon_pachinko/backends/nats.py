@@ -41,6 +41,8 @@ from ..membership import (
     MembersQuery,
     MembersReply,
     NodeEvent,
+    PresenceQuery,
+    PresenceReply,
     Reporter,
     RoomsQuery,
     RoomsReply,
@@ -48,7 +50,14 @@ from ..membership import (
 from ..subjects import Subjects
 from .base import Backend, BackendSink, Member
 
-__all__ = ["EXCLUDE_HEADER", "ORIGIN_HEADER", "TARGET_HEADER", "NatsBackend", "flush_sent"]
+__all__ = [
+    "EXCLUDE_HEADER",
+    "ORIGIN_HEADER",
+    "TARGET_HEADER",
+    "NatsBackend",
+    "RoomPublisher",
+    "flush_sent",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +71,7 @@ TARGET_HEADER: Final = "Pachinko-Target"
 _encoder: Final = msgspec.json.Encoder()
 _rooms_reply: Final = msgspec.json.Decoder(RoomsReply)
 _members_reply: Final = msgspec.json.Decoder(MembersReply)
+_presence_reply: Final = msgspec.json.Decoder(PresenceReply)
 
 # Errors nats-py raises when it cannot take a publish or a request now.
 _UNAVAILABLE: Final = (
@@ -71,6 +81,40 @@ _UNAVAILABLE: Final = (
     nats.errors.OutboundBufferLimitError,
     nats.errors.StaleConnectionError,
 )
+
+
+class RoomPublisher:
+    """Publishes room traffic for a process that holds no sockets (a service).
+
+    What it publishes reaches every member of the room on every gateway, exactly
+    as a resource's ``broadcast_to_room`` does.
+
+    Args:
+        client: A connected NATS client (the caller owns it).
+        subject_prefix: First token(s) of every subject (``chat``).
+        origin: Names this publisher in the origin header.
+    """
+
+    def __init__(self, client: Client, subject_prefix: str = "chat", *, origin: str) -> None:
+        self.subjects: Final = Subjects(subject_prefix)
+        self._nc = client
+        self._origin = origin
+
+    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
+        """Publish an encoded message to ``room``.
+
+        Args:
+            room: The room name.
+            data: The UTF-8 JSON text of the message.
+            exclude: The id of one connection that must not receive it.
+
+        Raises:
+            BackendError: NATS cannot take the message now.
+        """
+        headers = {ORIGIN_HEADER: self._origin}
+        if exclude is not None:
+            headers[EXCLUDE_HEADER] = exclude
+        await _publish(self._nc, self.subjects.room(room), data, headers)
 
 
 class NatsBackend(Backend):
@@ -112,6 +156,7 @@ class NatsBackend(Backend):
         self._heartbeat_interval_s = heartbeat_interval_s
         self._request_timeout_s = request_timeout_s
         self._reporter = Reporter(self.node_id)
+        self._shutting_down = False
         self._sink: BackendSink | None = None
         self._rooms: dict[str, Subscription] = {}
         self._control: list[Subscription] = []
@@ -171,7 +216,7 @@ class NatsBackend(Backend):
         if self._presence and not nc.is_closed:
             with contextlib.suppress(BackendError):
                 await self._send_pending_delta()
-                await self._publish_event(self._reporter.goodbye())
+                await self._publish_event(self._reporter.goodbye(hold=self._shutting_down))
         for sub in [*self._rooms.values(), *self._control]:
             with contextlib.suppress(*_UNAVAILABLE, nats.errors.BadSubscriptionError):
                 await sub.unsubscribe()
@@ -182,6 +227,10 @@ class NatsBackend(Backend):
             self._nc = None
         else:
             await self._flush_quietly()
+
+    def begin_shutdown(self) -> None:
+        # Departures from now on are covered by the goodbye that holds them.
+        self._shutting_down = True
 
     # -- room traffic ----------------------------------------------------------
 
@@ -223,12 +272,7 @@ class NatsBackend(Backend):
             self._sink.deliver_to_connection(target, msg.data)
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        try:
-            await self.client.publish(subject, data, headers=headers)
-        except _UNAVAILABLE as exc:
-            raise BackendError("NATS is unavailable; the message was not sent") from exc
-        except nats.errors.MaxPayloadError as exc:
-            raise BackendError("the message is larger than NATS accepts; not sent") from exc
+        await _publish(self.client, subject, data, headers)
 
     # -- membership ------------------------------------------------------------
 
@@ -239,7 +283,7 @@ class NatsBackend(Backend):
         await self._record(False, room, member)
 
     async def _record(self, joined: bool, room: str, member: Member) -> None:
-        if not self._presence:
+        if not self._presence or self._shutting_down:
             return
         self._reporter.record(joined, room, member)
         # Sent at once, so the report is queued on the connection before anything
@@ -260,6 +304,11 @@ class NatsBackend(Backend):
         query = MembersQuery(room=room, node=self._asker, seq=await self._settled_seq())
         reply = await self._request(self.subjects.query_members, _encoder.encode(query))
         return _members_reply.decode(reply).members
+
+    async def presence(self, room: str) -> list[str]:
+        query = PresenceQuery(room=room, node=self._asker, seq=await self._settled_seq())
+        reply = await self._request(self.subjects.query_presence, _encoder.encode(query))
+        return _presence_reply.decode(reply).identities
 
     @property
     def _asker(self) -> str | None:
@@ -319,6 +368,15 @@ class NatsBackend(Backend):
     async def _flush_quietly(self) -> None:
         if self._nc is not None:
             await flush_sent(self._nc, self._request_timeout_s)
+
+
+async def _publish(nc: Client, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    try:
+        await nc.publish(subject, data, headers=headers)
+    except _UNAVAILABLE as exc:
+        raise BackendError("NATS is unavailable; the message was not sent") from exc
+    except nats.errors.MaxPayloadError as exc:
+        raise BackendError("the message is larger than NATS accepts; not sent") from exc
 
 
 async def flush_sent(nc: Client, timeout_s: float) -> None:
