@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, BackendSink, InProcessBackend, Member
+from .backends import Backend, BackendSink, Broker, InProcessBackend, Member, Presence
 from .close_codes import CloseCode, is_reconnectable
 from .connection import Connection, ConnectionLimits, WebSocketLike
 from .dispatch import handles_message
 from .errors import BackendError, ConnectionClosed, HandlerConfigurationError, PachinkoError
 from .extension import PachinkoApp, install
 from .manager import WebSocketConnectionManager
+from .presence import PresenceChange, PresenceHandler
 from .resource import WebSocketResource
 from .workers import WorkerController, worker
 
@@ -29,6 +30,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendSink",
+    "Broker",
     "CloseCode",
     "Connection",
     "ConnectionClosed",
@@ -40,6 +42,9 @@ __all__ = [
     "NatsBackend",
     "PachinkoApp",
     "PachinkoError",
+    "Presence",
+    "PresenceChange",
+    "PresenceHandler",
     "WebSocketConnectionManager",
     "WebSocketLike",
     "WebSocketResource",

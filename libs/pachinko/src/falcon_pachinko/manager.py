@@ -160,21 +160,21 @@ class WebSocketConnectionManager(BackendSink):
         async with self._lock(room):
             members = self._rooms.get(room)
             if members is None:
-                await self.backend.subscribe(room)
+                await self.backend.broker.subscribe(room)
                 members = {}
             # The connection may have been unregistered while the lock or the
             # subscription was awaited: it must not become a ghost member.
             memberships = self._memberships.get(conn.id)
             if memberships is None:
                 if not members:
-                    await self.backend.unsubscribe(room)
+                    await self.backend.broker.unsubscribe(room)
                 raise ValueError("connection was unregistered while joining")
             if room in memberships:
                 return  # a concurrent join of the same room got here first
             self._rooms[room] = members
             members[conn.id] = conn
             memberships.add(room)
-        await self.backend.member_joined(room, self._member(conn))
+        await self.backend.presence.member_joined(room, self._member(conn))
 
     async def leave_room(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room``. Leaving a room one is not in is a no-op."""
@@ -187,8 +187,8 @@ class WebSocketConnectionManager(BackendSink):
             members.pop(conn.id, None)
             if not members and room in self._rooms:
                 del self._rooms[room]
-                await self.backend.unsubscribe(room)
-        await self.backend.member_left(room, self._member(conn))
+                await self.backend.broker.unsubscribe(room)
+        await self.backend.presence.member_left(room, self._member(conn))
 
     async def broadcast_to_room(
         self, room: str, message: object, *, exclude: str | None = None
@@ -202,7 +202,7 @@ class WebSocketConnectionManager(BackendSink):
             exclude: The id of a connection that must not receive it.
         """
         _check_room(room)
-        await self.backend.publish(room, encode_text(message), exclude=exclude)
+        await self.backend.broker.publish(room, encode_text(message), exclude=exclude)
 
     async def send_to_connection(self, connection_id: str, message: object) -> bool:
         """Send ``message`` to one connection, local or (with a networked backend) remote.
@@ -213,15 +213,15 @@ class WebSocketConnectionManager(BackendSink):
         data = encode_text(message)
         if self.deliver_to_connection(connection_id, data):
             return True
-        return await self.backend.send_to_connection(connection_id, data)
+        return await self.backend.broker.send_to_connection(connection_id, data)
 
     async def get_rooms_by_prefix(self, prefix: str) -> list[str]:
         """List every non-empty room, cluster-wide, whose name starts with ``prefix``."""
-        return await self.backend.rooms_by_prefix(prefix)
+        return await self.backend.presence.rooms_by_prefix(prefix)
 
     async def room_members(self, room: str) -> list[Member]:
         """List every member of ``room``, cluster-wide."""
-        return await self.backend.room_members(room)
+        return await self.backend.presence.room_members(room)
 
     async def presence(self, room: str) -> list[str]:
         """Who is present in ``room``, cluster-wide: identities, sorted, each once.
@@ -231,7 +231,7 @@ class WebSocketConnectionManager(BackendSink):
         its own joins at once (read-your-writes).
         """
         check_room(room)
-        return await self.backend.presence(room)
+        return await self.backend.presence.presence(room)
 
     async def connections(self, room: str | None = None) -> AsyncIterator[Connection]:
         """Iterate over a snapshot of this process's open connections.

@@ -86,12 +86,16 @@ class Subjects:
         self.query_presence: Final = f"{control}.presence"
         #: The directory asks every node to re-send its membership.
         self.sync_all: Final = f"{control}.sync"
-        #: Messages for one connection, wherever it is.
+        #: Messages for one connection: ``<direct>.<node>`` reaches the node holding it.
         self.direct: Final = f"{control}.direct"
 
     def room(self, room: str) -> str:
         """The subject carrying ``room``'s traffic."""
         return f"{self.prefix}.{room_token(room)}"
+
+    def direct_node(self, node_id: str) -> str:
+        """The subject on which one node receives messages for its connections."""
+        return f"{self.direct}.{node_id}"
 
     def sync_node(self, node_id: str) -> str:
         """The subject on which the directory asks one node to re-send its membership."""

@@ -183,9 +183,10 @@ class Node:
 
     async def kill(self) -> None:
         """Die without a goodbye: heartbeats stop and the NATS connection drops."""
-        for task in self.backend._tasks:
-            task.cancel()
-        await asyncio.gather(*self.backend._tasks, return_exceptions=True)
+        heartbeat = self.backend.presence._heartbeat
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         await self.backend.client.close()
 
 

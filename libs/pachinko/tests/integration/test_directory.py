@@ -163,7 +163,7 @@ async def test_lost_deltas_are_repaired_by_heartbeat_and_snapshot(cluster: Clust
     first = await node.join("r1")
     await node.manager.get_rooms_by_prefix("")
     applied = directory.registry.applied_seq(node.backend.node_id)
-    assert applied == node.backend._reporter.seq
+    assert applied == node.backend.presence._reporter.seq
 
     # The directory stops hearing events for a moment: the next deltas are lost.
     await directory._sub.unsubscribe()
@@ -171,7 +171,7 @@ async def test_lost_deltas_are_repaired_by_heartbeat_and_snapshot(cluster: Clust
     second = await node.join("r2")
     await node.manager.leave_room(first.conn, "r1")
     await cluster.settle(node.nc)
-    assert node.backend._reporter.seq == applied + 2
+    assert node.backend.presence._reporter.seq == applied + 2
     assert directory.registry.applied_seq(node.backend.node_id) == applied
     directory._sub = await directory._nc.subscribe(SUBJECTS.events, cb=directory._on_event)
 
@@ -181,7 +181,9 @@ async def test_lost_deltas_are_repaired_by_heartbeat_and_snapshot(cluster: Clust
     await handle.wait_applied(
         lambda: registry_view(handle) == truth, what=f"the node's membership {truth}"
     )
-    assert directory.registry.applied_seq(node.backend.node_id) == node.backend._reporter.seq
+    assert (
+        directory.registry.applied_seq(node.backend.node_id) == node.backend.presence._reporter.seq
+    )
     assert handle.lost == []
 
 
@@ -335,14 +337,14 @@ async def test_a_snapshot_larger_than_the_payload_limit_arrives_in_parts(server:
     try:
         for i in range(25_000):
             member = Member(connection_id=f"{i:032x}", presence=f"user-{i}")
-            await node.member_joined(f"room-{i % 50}", member)
+            await node.presence.member_joined(f"room-{i % 50}", member)
         directory = Directory(nc, Subjects("chat"), ttl_s=30)
         await directory.start()  # asks every node for a snapshot
         try:
             async with asyncio.timeout(scaled(10)):
                 while directory.registry.connection_count < 25_000:
                     await asyncio.sleep(0.02)
-            assert len(await node.rooms_by_prefix("room-")) == 50
+            assert len(await node.presence.rooms_by_prefix("room-")) == 50
         finally:
             await directory.stop()
     finally:

@@ -119,7 +119,7 @@ async def test_a_node_without_members_in_the_room_receives_nothing(cluster: Clus
 
     assert await bystander.sock.wait_texts(1) == [marker]
     assert c.nc.stats["in_msgs"] - received_before == 1
-    assert sorted(c.backend._rooms) == ["other"]
+    assert sorted(c.backend.broker._rooms) == ["other"]
     assert len(await lobby.sock.wait_texts(20)) == 20
 
 
@@ -127,8 +127,8 @@ async def test_bytes_are_forwarded_untouched(cluster: Cluster) -> None:
     publisher, _ = await cluster.backend()
     receiver, sink = await cluster.backend()
     room = "ünïcode room.with *dots* > and spaces"
-    await receiver.subscribe(room)
-    await receiver.subscribe("ünïcode room")  # a neighbouring name gets nothing
+    await receiver.broker.subscribe(room)
+    await receiver.broker.subscribe("ünïcode room")  # a neighbouring name gets nothing
     payloads = [
         b'{"type" :  "x",\n "payload": {"text": "caf\\u00e9 \xc3\xa9 \xf0\x9f\x98\x80"}}',
         b'"just a string"',
@@ -137,8 +137,8 @@ async def test_bytes_are_forwarded_untouched(cluster: Cluster) -> None:
         b"{}",
     ]
     for data in payloads:
-        await publisher.publish(room, data)
-    await publisher.publish(room, b'{"excluded": 1}', exclude="conn-1")
+        await publisher.broker.publish(room, data)
+    await publisher.broker.publish(room, b'{"excluded": 1}', exclude="conn-1")
 
     await sink.wait_count(len(payloads) + 1)
     assert sink.delivered == [(room, data, None) for data in payloads] + [
@@ -185,7 +185,7 @@ async def test_a_message_larger_than_nats_allows_raises_backend_error(cluster: C
     with pytest.raises(BackendError):
         await node.manager.broadcast_to_room("lobby", too_big)
     with pytest.raises(BackendError):
-        await node.manager.send_to_connection("elsewhere", too_big)
+        await node.manager.send_to_connection("0123456789abcdef-elsewhere", too_big)
     sent = await broadcast(node, "lobby", {"small": True})
     assert await member.sock.wait_texts(1) == [sent]
 
@@ -220,7 +220,7 @@ async def test_one_subscription_per_room_however_many_members(cluster: Cluster) 
     clients = [await a.connect() for _ in range(5)]
     async with asyncio.timeout(BOUND_S):
         await asyncio.gather(*(a.manager.join_room(c.conn, "r") for c in clients))
-    assert sorted(a.backend._rooms) == ["marker", "r"]
+    assert sorted(a.backend.broker._rooms) == ["marker", "r"]
     assert len(a.nc._subs) == baseline + 1
 
     first = await broadcast(b, "r", {"n": 1})
@@ -229,11 +229,11 @@ async def test_one_subscription_per_room_however_many_members(cluster: Cluster) 
 
     for client in clients[:-1]:
         await a.manager.leave_room(client.conn, "r")
-    assert "r" in a.backend._rooms
+    assert "r" in a.backend.broker._rooms
     assert len(a.nc._subs) == baseline + 1
 
     await a.manager.unregister(clients[-1].conn)  # the last member leaves by disconnecting
-    assert sorted(a.backend._rooms) == ["marker"]
+    assert sorted(a.backend.broker._rooms) == ["marker"]
     assert len(a.nc._subs) == baseline
     await a.nc.flush()  # the UNSUB has reached the server
 
@@ -254,7 +254,7 @@ async def test_one_subscription_per_room_however_many_members(cluster: Cluster) 
 async def test_nats_restart_reconnects_and_restores_room_traffic(cluster: Cluster) -> None:
     a, b = await cluster.node(), await cluster.node()
     a1, b1 = await a.join("lobby"), await b.join("lobby")
-    subscriptions = (a.backend._rooms["lobby"], b.backend._rooms["lobby"])
+    subscriptions = (a.backend.broker._rooms["lobby"], b.backend.broker._rooms["lobby"])
 
     await cluster.server.stop()
     async with asyncio.timeout(BOUND_S):
@@ -283,10 +283,11 @@ async def test_nats_restart_reconnects_and_restores_room_traffic(cluster: Cluste
     assert b1.sock.texts.count(during) <= 1
 
     # The same subscriptions carried the traffic; nothing died in the background.
-    assert (a.backend._rooms["lobby"], b.backend._rooms["lobby"]) == subscriptions
+    assert (a.backend.broker._rooms["lobby"], b.backend.broker._rooms["lobby"]) == subscriptions
     for node in (a, b):
         assert node.nc.is_connected
-        assert all(not task.done() for task in node.backend._tasks)
+        heartbeat = node.backend.presence._heartbeat
+        assert heartbeat is not None and not heartbeat.done()
 
 
 async def test_nats_restart_with_restart_helper(cluster: Cluster) -> None:
@@ -323,4 +324,4 @@ async def test_outage_outlasting_the_buffer_raises_and_stop_still_succeeds(
     # Shutting down while NATS is still away completes without raising.
     async with asyncio.timeout(BOUND_S):
         await a.manager.stop()
-    assert a.backend._nc is None
+    assert a.backend.client.is_closed

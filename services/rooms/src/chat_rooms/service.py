@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -12,7 +14,7 @@ from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
 from chat_runtime.ops import serve_ops
 from falcon_pachinko import BackendError
-from falcon_pachinko.backends.nats import RoomPublisher
+from falcon_pachinko.backends.nats import NatsBroker, new_node_id
 from falcon_pachinko.directory import Directory
 from falcon_pachinko.membership import Lost
 from falcon_pachinko.presence import PresenceChange
@@ -27,11 +29,18 @@ __all__ = ["run"]
 log = structlog.get_logger(__name__)
 
 
+class RoomPublisher(Protocol):
+    """The part of a broker this service uses."""
+
+    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None: ...
+
+
 class PresenceRules:
     """The chat's reactions to the directory's reports, published into the rooms.
 
     Args:
-        publisher: Publishes room traffic.
+        publisher: Publishes room traffic (a broker that is never started: this
+            service holds no sockets).
         metrics: Counts what was announced.
     """
 
@@ -74,7 +83,8 @@ async def run(settings: Settings) -> int:
         name="chat-rooms",
     )
     metrics = Metrics(registry, directory.registry)
-    rules = PresenceRules(RoomPublisher(conn.client, SUBJECT_PREFIX, origin="chat-rooms"), metrics)
+    broker = NatsBroker(conn.client, Subjects(SUBJECT_PREFIX), new_node_id())
+    rules = PresenceRules(broker, metrics)
     directory.on_lost = rules.on_lost
     directory.on_presence = rules.on_presence
     await directory.start()

@@ -1,8 +1,19 @@
-"""Backends carry room traffic and membership between connection managers."""
+"""Backends carry room traffic (a broker) and presence between connection managers."""
 
 from __future__ import annotations
 
-from .base import Backend, BackendSink, Member
-from .memory import InProcessBackend
+from .base import Backend, BackendSink, Broker, BrokerSink, Member, Presence, PresenceSink
+from .memory import InProcessBackend, InProcessBroker, InProcessPresence
 
-__all__ = ["Backend", "BackendSink", "InProcessBackend", "Member"]
+__all__ = [
+    "Backend",
+    "BackendSink",
+    "Broker",
+    "BrokerSink",
+    "InProcessBackend",
+    "InProcessBroker",
+    "InProcessPresence",
+    "Member",
+    "Presence",
+    "PresenceSink",
+]

@@ -1,22 +1,28 @@
-"""The interface a connection manager's backend implements.
+"""The interfaces a connection manager's backend is made of.
 
 A :class:`~falcon_pachinko.WebSocketConnectionManager` owns the sockets of one
-process. Everything that crosses the process boundary goes through its backend:
+process. Everything that crosses the process boundary goes through its
+:class:`Backend`, which pairs two concerns, each behind its own interface:
 
-* **Room traffic.** The manager subscribes to a room when its first local member
-  joins and unsubscribes when its last local member leaves, so a process holds one
-  subscription per room, never one per connection. ``publish`` sends an already
-  encoded message to every process subscribed to the room; each of them hands the
-  same bytes to its local members through :meth:`BackendSink.deliver`.
-* **Membership.** The manager reports joins and leaves, and asks the backend for
-  the cluster-wide view (``rooms_by_prefix``, ``room_members``).
+* a :class:`Broker` carries **room traffic**. The manager subscribes to a room
+  when its first local member joins and unsubscribes when its last local member
+  leaves, so a process holds one subscription per room, never one per
+  connection. ``publish`` sends an already encoded message to every process
+  subscribed to the room; each hands the same bytes to its local members through
+  :meth:`BrokerSink.deliver`. Direct messages reach one connection wherever it is.
+* a :class:`Presence` keeps **membership and presence**: the manager reports
+  joins and leaves, asks for the cluster-wide view (rooms, members, who is
+  present), and learns of first-in/last-out changes where this process is the
+  one that decides them (:meth:`PresenceSink.presence_changed`).
 
-The in-process backend implements all of this inside one process; a networked
-backend (NATS) implements it across processes without any change to resource code.
+A third concern, durable room history, will sit beside them in the same way.
+The in-process backend implements both inside one process; the NATS backend
+implements them across processes without any change to resource code.
 """
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from typing import Protocol
 
@@ -24,7 +30,15 @@ import msgspec
 
 from ..presence import PresenceChange
 
-__all__ = ["Backend", "BackendSink", "Member"]
+__all__ = [
+    "Backend",
+    "BackendSink",
+    "Broker",
+    "BrokerSink",
+    "Member",
+    "Presence",
+    "PresenceSink",
+]
 
 
 class Member(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,8 +54,8 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     presence: str | None = None
 
 
-class BackendSink(Protocol):
-    """What a backend calls to hand traffic to the local connection manager."""
+class BrokerSink(Protocol):
+    """What a broker calls to hand traffic to the local connection manager."""
 
     def deliver(self, room: str, data: bytes, exclude: str | None) -> None:
         """Hand one encoded room message to every local member of ``room``.
@@ -59,28 +73,31 @@ class BackendSink(Protocol):
             ``True`` if the connection is local and open, ``False`` otherwise.
         """
 
+
+class PresenceSink(Protocol):
+    """What a presence backend calls to tell the manager about presence changes."""
+
     async def presence_changed(self, change: PresenceChange) -> None:
-        """An identity arrived in a room or left it (backends that decide presence)."""
+        """An identity arrived in a room or left it (where this process decides)."""
 
 
-class Backend(ABC):
-    """Carries room traffic and membership between connection managers.
+class BackendSink(BrokerSink, PresenceSink, Protocol):
+    """The connection manager, as its backend sees it."""
 
-    A backend instance serves one connection manager. Its methods are called from
-    the event loop the manager runs on.
+
+class Broker(ABC):
+    """Carries room traffic between connection managers.
+
+    Its methods are called from the event loop the manager runs on.
     """
 
     @abstractmethod
-    async def start(self, sink: BackendSink) -> None:
-        """Connect and start delivering traffic to ``sink``.
-
-        Raises:
-            BackendError: The backend cannot start.
-        """
+    async def start(self, sink: BrokerSink) -> None:
+        """Start delivering traffic to ``sink``."""
 
     @abstractmethod
     async def stop(self) -> None:
-        """Stop delivering traffic and release every resource. Idempotent."""
+        """Stop delivering traffic and release every subscription. Idempotent."""
 
     @abstractmethod
     async def subscribe(self, room: str) -> None:
@@ -100,14 +117,42 @@ class Backend(ABC):
             room: The room name.
             data: The UTF-8 JSON text of the message.
             exclude: The id of one connection that must not receive it.
+
+        Raises:
+            BackendError: The message could not be sent.
         """
 
     @abstractmethod
     async def send_to_connection(self, connection_id: str, data: bytes) -> bool:
-        """Send an encoded message to a connection that is not local.
+        """Send an encoded message to a connection held by another process.
 
         Returns:
-            ``True`` if the message was handed to a process holding the connection.
+            ``True`` if the process holding the connection queued it for its client.
+        """
+
+    def new_connection_id(self) -> str:
+        """A cluster-unique id for a new local connection."""
+        return uuid.uuid4().hex
+
+
+class Presence(ABC):
+    """Keeps room membership and presence, for one process or a whole cluster."""
+
+    @abstractmethod
+    async def start(self, sink: PresenceSink) -> None:
+        """Start reporting; presence changes decided here go to ``sink``."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Say goodbye and release every resource. Idempotent."""
+
+    @abstractmethod
+    def begin_shutdown(self) -> None:
+        """The process is shutting down and its clients will reconnect elsewhere.
+
+        From now on, departures are not reported one by one: the goodbye sent by
+        :meth:`stop` holds this process's users present for the grace period, so
+        users who reconnect to another process meanwhile do not flap.
         """
 
     @abstractmethod
@@ -133,11 +178,33 @@ class Backend(ABC):
     async def presence(self, room: str) -> list[str]:
         """Who is present in ``room``, cluster-wide: identities, sorted, each once."""
 
-    @abstractmethod
-    def begin_shutdown(self) -> None:
-        """The process is shutting down and its clients will reconnect elsewhere.
 
-        From now on, departures are not reported one by one: the goodbye sent by
-        :meth:`stop` holds this process's users present for the grace period, so
-        users who reconnect to another process meanwhile do not flap.
+class Backend:
+    """A broker and a presence that serve one connection manager together.
+
+    Args:
+        broker: Carries room traffic.
+        presence: Keeps membership and presence.
+    """
+
+    def __init__(self, broker: Broker, presence: Presence) -> None:
+        self.broker = broker
+        self.presence = presence
+
+    async def start(self, sink: BackendSink) -> None:
+        """Start the broker, then presence.
+
+        Raises:
+            BackendError: The backend cannot start.
         """
+        await self.broker.start(sink)
+        await self.presence.start(sink)
+
+    async def stop(self) -> None:
+        """Stop presence (its goodbye goes out first), then the broker. Idempotent."""
+        await self.presence.stop()
+        await self.broker.stop()
+
+    def begin_shutdown(self) -> None:
+        """See :meth:`Presence.begin_shutdown`."""
+        self.presence.begin_shutdown()
