@@ -8,7 +8,7 @@ import socket
 import structlog
 from prometheus_client import CollectorRegistry
 
-from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
+from chat_protocol import subjects
 from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
 from chat_runtime.ops import serve_ops
@@ -34,7 +34,7 @@ async def run(settings: Settings) -> int:
     # Publishing into rooms and asking which rooms exist go through the library;
     # the announcer has no members, so it reports no presence.
     manager = WebSocketConnectionManager(
-        NatsBackend(client=conn.client, subject_prefix=SUBJECT_PREFIX, presence=False)
+        NatsBackend(client=conn.client, subject_prefix=subjects.PREFIX, presence=False)
     )
     controller = WorkerController()
     try:

@@ -14,6 +14,7 @@ import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from chat_protocol import subjects
 from chat_runtime.entrypoint import service_main
 from chat_runtime.natsconn import NatsConnection, connect_nats
 from chat_runtime.ops import bound_port
@@ -23,9 +24,6 @@ from .app import create_app
 from .settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
-
-#: Room traffic flows on ``chat.<room>``.
-SUBJECT_PREFIX = "chat"
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -44,7 +42,7 @@ async def run(settings: Settings) -> int:
     conn = await connect_nats(settings, "gateway", registry)
     backend = NatsBackend(
         client=conn.client,
-        subject_prefix=SUBJECT_PREFIX,
+        subject_prefix=subjects.PREFIX,
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )
     draining = _Draining()
