@@ -8,6 +8,8 @@ import socket
 import structlog
 from prometheus_client import CollectorRegistry
 
+from chat_announcements.errors import LeaseUnavailable
+from chat_announcements.worker import announcement_worker
 from chat_protocol import subjects
 from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
@@ -15,11 +17,9 @@ from chat_runtime.ops import serve_ops
 from falcon_pachinko import WebSocketConnectionManager, WorkerController
 from falcon_pachinko.backends.nats import NatsBackend
 
-from .errors import LeaseUnavailable
 from .lease import KvPeriodLease
 from .metrics import Metrics
 from .settings import Settings
-from .worker import announcement_worker
 
 __all__ = ["run"]
 
