@@ -55,8 +55,11 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4001
 
 
-#: RFC codes that describe a transient condition (1013 is "try again later").
-_TRANSIENT_RFC: Final = frozenset({1001, 1011, 1012, 1013})
+#: RFC codes that describe a transient condition. 1013 ("try again later") is not
+#: one the library sends, but a proxy in front of it may.
+_TRANSIENT_RFC: Final = frozenset(
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART, 1013}
+)
 
 
 def is_reconnectable(code: int) -> bool:
