@@ -3,8 +3,8 @@
 Nothing here needs a Docker engine. The file is parsed, and for each service its build
 arguments are substituted where BuildKit substitutes them, giving the instructions that
 build that service's image. Each is checked as if it were a Dockerfile of its own: it
-copies and installs only the service and the libraries it depends on (never another
-service, never the gateway's ``standalone`` extra), pins everything through the lock,
+copies only the service and the libraries, installs only the service and the libraries
+it depends on (never another service), pins everything through the lock,
 runs as a non-root user, listens beyond loopback, exposes the service's port and starts
 the service's console script. The step that rejects a bad SERVICE or PORT and the health
 check are run for real, and the rooms and gateway builds are replayed with the
@@ -194,6 +194,16 @@ def _closure(directory: str) -> set[str]:
     return found
 
 
+def _libraries() -> set[str]:
+    """Every library of the workspace (``libs/...``)."""
+    return {member for member in _workspace().values() if member.startswith("libs/")}
+
+
+def _distributions(members: set[str]) -> set[str]:
+    """The distribution names of the workspace members at ``members``."""
+    return {name for name, member in _workspace().items() if member in members}
+
+
 def _members_in(paths: set[str]) -> set[str]:
     """The workspace members that a COPY of ``paths`` brings into the build."""
     return {
@@ -230,23 +240,21 @@ def test_each_image_copies_and_installs_only_its_service_and_libraries(service: 
     assert "requirements.lock" in copied
     sources = copied - {"requirements.lock"}
     assert all(_members_in({path}) for path in sources), f"not packages: {sorted(sources)}"
-    # The closure follows `dependencies` only: the gateway's `standalone` extra
-    # (chat-announcer) is not part of it, so services/announcer must not be copied.
-    members = _closure(f"services/{service.name}")
-    assert _members_in(sources) == members
-    if service is GATEWAY:  # the one service with an extra that would pull in another
-        extra = _pyproject(service.directory)["project"]["optional-dependencies"]["standalone"]
-        assert "chat-announcer" in {Requirement(r).name for r in extra}
-        assert "services/announcer" not in _members_in(sources)
+    # Every library and this service: no other service is copied, and none is needed.
+    own = f"services/{service.name}"
+    members = _closure(own)
+    assert {m for m in members if not m.startswith("libs/")} == {own}
+    assert _members_in(sources) == _libraries() | {own}
     assert not any(i.keyword in ("COPY", "ADD") and "--from" not in str(i.flags) for i in runtime)
 
     _, wheel = _command(builder, "pip", "wheel")
     assert "--constraint" in wheel
-    assert {a.removeprefix("./") for a in wheel if a.startswith("./")} == members
+    # A wheel of every library; the install below takes only those the service needs.
+    assert {a.removeprefix("./") for a in wheel if a.startswith("./")} == _libraries() | {own}
     install_run, install = _command(runtime, "pip", "install")
     assert {"--no-index", "--constraint"} <= set(install)
     assert any("type=bind" in f and "from=builder" in f for f in install_run.flags)
-    # Named without extras: an extra (the gateway's `standalone`) pulls in other services.
+    # Named without extras: what it installs is the closure of its `dependencies`.
     requirement = Requirement(install[-1])
     assert canonicalize_name(requirement.name) == service.image and not requirement.extras
 
@@ -595,9 +603,11 @@ def test_image_build_replays_with_its_own_commands(service: Service, tmp_path: P
         timeout=60,
     )
     installed = {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed.stdout)}
-    ours = {service.image, "chat-runtime", "chat-protocol", "falcon-pachinko"}
+    ours = _distributions(_closure(f"services/{service.name}"))
+    assert {service.image, "chat-runtime", "chat-protocol", "falcon-pachinko"} <= ours
     assert ours <= set(installed)
     unwanted = (set(SERVICES) - {service.image}) | {"pytest", "ruff", "mypy", "hypothesis"}
+    unwanted |= _distributions(_libraries()) - ours  # built as wheels, not needed
     if service is not GATEWAY:
         unwanted.add("pyjwt")  # the gateway's alone
     assert not unwanted & set(installed)
@@ -606,7 +616,7 @@ def test_image_build_replays_with_its_own_commands(service: Service, tmp_path: P
         if name not in ours and name not in ("pip", "setuptools", "wheel"):
             assert pins.get(name) == version, f"{name} {version} is not the locked version"
     if service is GATEWAY:
-        # Its NATS backend imports without the `standalone` extra, which is absent.
+        # It imports (announcement worker included) without the announcer service.
         subprocess.run([python, "-c", "import chat_gateway.app"], check=True, timeout=60)
         absent = subprocess.run(
             [python, "-c", "import chat_announcer"], capture_output=True, text=True, timeout=60

@@ -34,10 +34,10 @@ def test_every_documented_setting_exists() -> None:
 
 
 def test_every_close_code_is_documented() -> None:
-    from chat_protocol.close_codes import CloseCode
+    from chat_protocol.close_codes import ChatCloseCode, CloseCode
 
     text = README.read_text()
-    for code in CloseCode:
+    for code in [*CloseCode, *ChatCloseCode]:
         assert f"| {int(code)} |" in text, f"close code {int(code)} ({code.name}) undocumented"
 
 

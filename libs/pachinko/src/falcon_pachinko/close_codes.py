@@ -1,16 +1,37 @@
-"""WebSocket close codes used by falcon_pachinko itself.
+"""WebSocket close codes: the library's table, which applications extend.
 
 RFC 6455 codes keep their RFC meaning. Application codes follow one rule,
 borrowed from Centrifuge: ``4000-4499`` means "something went wrong, the client
 may reconnect"; ``4500-4999`` means "terminal, do not reconnect as is".
-Applications extend this table with their own codes in the same ranges.
+
+This is the one table of the codes the library sends, and :func:`is_reconnectable`
+is the one place the reconnect rule is written. An application does not copy
+either. An ``IntEnum`` with members cannot be subclassed, so an application that
+needs codes of its own re-exports :class:`CloseCode` and declares *only* its own
+codes in a second ``IntEnum``, with values in the two application ranges that
+this table does not use (:func:`check_application_codes` checks that once, at
+import). Because the rule is a property of the value, :func:`is_reconnectable`
+answers for those codes as well.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
+from typing import Final
 
-__all__ = ["CloseCode", "is_reconnectable"]
+__all__ = [
+    "RECONNECTABLE",
+    "TERMINAL",
+    "CloseCode",
+    "check_application_codes",
+    "is_reconnectable",
+]
+
+#: Application codes after which a client may reconnect (after a back-off).
+RECONNECTABLE: Final = range(4000, 4500)
+#: Application codes after which a client must not reconnect as it is.
+TERMINAL: Final = range(4500, 5000)
 
 
 class CloseCode(IntEnum):
@@ -21,6 +42,8 @@ class CloseCode(IntEnum):
     #: The server is going away for good on this address (RFC 6455).
     GOING_AWAY = 1001
     #: The client broke a rule of the protocol or of the application (RFC 6455).
+    #: Sent when ``on_connect`` refuses a connection, which the server turns into
+    #: an HTTP 403 answer to the handshake.
     POLICY_VIOLATION = 1008
     #: A frame was larger than the server accepts (RFC 6455).
     MESSAGE_TOO_BIG = 1009
@@ -32,14 +55,41 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4001
 
 
+#: RFC codes that describe a transient condition. 1013 ("try again later") is not
+#: one the library sends, but a proxy in front of it may.
+_TRANSIENT_RFC: Final = frozenset(
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART, 1013}
+)
+
+
 def is_reconnectable(code: int) -> bool:
     """Tell whether a client that was closed with ``code`` should try to reconnect.
 
     Args:
-        code: A WebSocket close code.
+        code: A WebSocket close code, the library's or an application's.
 
     Returns:
         ``True`` for codes that describe a transient condition (1001, 1011, 1012,
         1013 and the 4000-4499 range), ``False`` otherwise.
     """
-    return code in (1001, 1011, 1012, 1013) or 4000 <= code <= 4499
+    return code in _TRANSIENT_RFC or code in RECONNECTABLE
+
+
+def check_application_codes(codes: Iterable[IntEnum]) -> None:
+    """Check an application's own close codes against this table.
+
+    Args:
+        codes: The application's codes (iterate its ``IntEnum``).
+
+    Raises:
+        ValueError: A code lies outside ``4000-4999``, or reuses a value or a name
+            of :class:`CloseCode`.
+    """
+    taken = {int(library): library.name for library in CloseCode}
+    for code in codes:
+        if code not in RECONNECTABLE and code not in TERMINAL:
+            raise ValueError(f"{code.name} = {int(code)}: application codes are 4000-4999")
+        if int(code) in taken:
+            raise ValueError(f"{code.name} = {int(code)} is {taken[int(code)]} already")
+        if code.name in CloseCode.__members__:
+            raise ValueError(f"{code.name} names a library code already")

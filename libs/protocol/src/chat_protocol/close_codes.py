@@ -1,7 +1,14 @@
-"""Every WebSocket close code the chat uses, in one table.
+"""Every WebSocket close code the chat uses: falcon_pachinko's table, extended.
 
-RFC 6455 codes keep their RFC meaning. Application codes: ``4000-4499`` means the
-client may reconnect (after a back-off); ``4500-4999`` means terminal.
+The library's :class:`falcon_pachinko.close_codes.CloseCode` is the single source of
+the codes the chat shares with it, and :func:`falcon_pachinko.close_codes.is_reconnectable`
+is the single reconnect rule; both are re-exported here unchanged, so the chat and
+the library can never disagree on a value. An ``IntEnum`` with members cannot be
+subclassed, so the chat's own codes, if it ever needs any, go in
+:class:`ChatCloseCode`, and only there: ``4000-4499`` for conditions after which
+the client may reconnect (after a back-off), ``4500-4999`` for terminal ones, never
+a value or a name the library uses (checked at import). RFC 6455 codes keep their
+RFC meaning.
 
 Handshake rejections are not close codes: an unauthenticated client, or a room
 name that is not valid, gets HTTP 403 and no WebSocket at all.
@@ -10,30 +17,26 @@ name that is not valid, gets HTTP 403 and no WebSocket at all.
 |------|------|-----------|------|
 | 1000 | NORMAL | no | the client or server ended the session normally |
 | 1001 | GOING_AWAY | yes | the server is going away |
+| 1008 | POLICY_VIOLATION | no | a handshake was refused (sent as HTTP 403) |
 | 1009 | MESSAGE_TOO_BIG | no, not as is | a frame exceeded ``CHAT_WS_MAX_BYTES`` |
 | 1011 | INTERNAL_ERROR | yes | an unexpected server fault (no detail is given) |
 | 1012 | SERVICE_RESTART | yes | the gateway is shutting down or restarting |
 | 4001 | SLOW_CONSUMER | yes | the client did not read fast enough; its outbound queue overflowed |
+
+The chat has no code of its own today: every row above is the library's.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CloseCode", "is_reconnectable"]
+from falcon_pachinko.close_codes import CloseCode, check_application_codes, is_reconnectable
+
+__all__ = ["ChatCloseCode", "CloseCode", "is_reconnectable"]
 
 
-class CloseCode(IntEnum):
-    """Close codes of the chat. See the module docstring for the table."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    SLOW_CONSUMER = 4001
+class ChatCloseCode(IntEnum):
+    """Close codes only the chat sends (none yet). Add rows to the table above too."""
 
 
-def is_reconnectable(code: int) -> bool:
-    """Whether a client closed with ``code`` should reconnect after a back-off."""
-    return code in (1001, 1011, 1012, 1013) or 4000 <= code <= 4499
+check_application_codes(ChatCloseCode)

@@ -1,9 +1,12 @@
 """Client-to-server and server-to-client messages, as msgspec structs.
 
 Every message is a JSON object ``{"type": ..., "payload": {...}}``. Inbound
-messages are strict (unknown fields and wrong types are rejected) and decoded from
-untrusted bytes only through :data:`client_decoder`. Outbound messages are
-encoded once, where they are produced, with :func:`encode`.
+messages are strict (unknown fields and wrong types are rejected). This module
+holds types only; the codecs are falcon_pachinko's. The gateway's resource declares
+:data:`ClientMessage` as its ``schema``, and the library decodes untrusted frames
+with typed decoders it builds from that union once, per resource class. Outbound
+messages are encoded once, where they are produced, by the library's msgspec JSON
+encoder (``send_media``, ``broadcast_to_room``).
 
 Schema evolution: new fields get defaults; a field's type never changes.
 """
@@ -41,8 +44,6 @@ __all__ = [
     "TextPayload",
     "TypingPayload",
     "UserPayload",
-    "client_decoder",
-    "server_decoder",
     "encode",
     "presence_announcement",
     "typing_stopped",
@@ -86,10 +87,8 @@ class ClientStopTyping(_Inbound, frozen=True, tag="clientStopTyping", tag_field=
     payload: EmptyPayload = EmptyPayload()
 
 
+#: Every message a client may send: the gateway resource's ``schema``.
 ClientMessage = ClientSendMessage | ClientStartTyping | ClientStopTyping
-
-#: The one decoder for untrusted client frames.
-client_decoder: Final = msgspec.json.Decoder(ClientMessage)
 
 
 # -- server to client ---------------------------------------------------------
@@ -181,9 +180,6 @@ ServerMessage = (
 )
 
 _encoder: Final = msgspec.json.Encoder()
-
-#: Decoder for server frames, for clients and tests.
-server_decoder: Final = msgspec.json.Decoder(ServerMessage)
 
 
 def encode(message: ServerMessage) -> bytes:

@@ -33,12 +33,16 @@ from chat_protocol.messages import (
     TextPayload,
     TypingPayload,
     UserPayload,
-    client_decoder,
-    encode,
-    server_decoder,
 )
 
 CLIENT_MESSAGE_TYPES = (ClientSendMessage, ClientStartTyping, ClientStopTyping)
+
+# The codecs are falcon_pachinko's: it decodes frames with typed msgspec decoders
+# built from the resource's schema (ClientMessage), and encodes what the gateway
+# sends with msgspec's JSON encoder. The tests use the same, built from the same types.
+client_decoder = msgspec.json.Decoder(ClientMessage)
+server_decoder = msgspec.json.Decoder(ServerMessage)
+encode = msgspec.json.encode
 
 #: Examples per property test: 20 keeps each under the 50 ms unit-test budget;
 #: set PROPERTY_EXAMPLES (say, 10000) for a deeper search.

@@ -1,1 +1,1 @@
-"""What every chat service shares at run time: settings, logging, NATS, health and metrics."""
+"""What every chat service shares at run time: settings, logs, NATS, uvicorn, health, metrics."""

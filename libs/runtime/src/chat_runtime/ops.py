@@ -5,7 +5,8 @@
 * ``/metrics`` is the Prometheus text exposition of the service's registry.
 
 The gateway mounts these routes on its own app; the rooms service and the announcer
-serve them on a small uvicorn server of their own (:func:`serve_ops`).
+serve them on a small uvicorn server of their own (:func:`serve_ops`), which leaves
+signals to the service.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import falcon.asgi
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["add_ops_routes", "bound_port", "ops_app", "serve_ops"]
+from .server import Server
+
+__all__ = ["add_ops_routes", "ops_app", "serve_ops"]
 
 
 class _Health:
@@ -62,24 +65,6 @@ def ops_app(ready: Callable[[], bool], registry: CollectorRegistry) -> falcon.as
     return app
 
 
-class _OpsServer(uvicorn.Server):
-    """uvicorn without its own signal handling (the service owns it), reporting startup."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.startup_done = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-    async def startup(self, sockets: Any = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.startup_done.set()
-
-
 @contextlib.asynccontextmanager
 async def serve_ops(
     host: str, port: int, ready: Callable[[], bool], registry: CollectorRegistry
@@ -101,24 +86,14 @@ async def serve_ops(
         access_log=False,
         server_header=False,
     )
-    server = _OpsServer(config)
-    task = asyncio.create_task(server.serve(), name="ops-server")
+    server = Server(config)  # no signal handlers: the service has its own
+    task = asyncio.create_task(server.run_until_exit(), name="ops-server")
     await server.startup_done.wait()
     if not server.started:
-        # uvicorn exits (SystemExit) when it cannot bind.
-        with contextlib.suppress(SystemExit):
-            await task
+        await task
         raise OSError(f"cannot serve health and metrics on {host}:{port}")
     try:
-        yield bound_port(server)
+        yield server.port
     finally:
-        server.should_exit = True
+        server.request_exit()
         await task
-
-
-def bound_port(server: uvicorn.Server) -> int:
-    """The TCP port a started uvicorn server listens on."""
-    for listener in server.servers:
-        for sock in listener.sockets:
-            return int(sock.getsockname()[1])
-    raise RuntimeError("the server is not listening")

@@ -32,7 +32,7 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
-from .errors import LeaseUnavailable
+from chat_announcements.errors import LeaseUnavailable
 
 __all__ = ["LEASE_PERIODS", "MIN_BUCKET_TTL_S", "KvPeriodLease", "bucket_ttl", "period_key"]
 
@@ -65,7 +65,7 @@ def bucket_ttl(interval_s: float) -> float:
 
 
 class KvPeriodLease:
-    """A :class:`chat_announcer.worker.PeriodLease` on a JetStream KV bucket.
+    """A :class:`chat_announcements.worker.PeriodLease` on a JetStream KV bucket.
 
     Args:
         nc: A connected NATS client (the caller owns it).

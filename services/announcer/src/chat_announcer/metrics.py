@@ -6,7 +6,7 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter
 
-from .worker import SkipReason
+from chat_announcements.worker import SkipReason
 
 __all__ = ["Metrics"]
 
@@ -14,7 +14,7 @@ __all__ = ["Metrics"]
 class Metrics:
     """Metrics of one announcer replica, registered on ``registry``.
 
-    Implements :class:`chat_announcer.worker.AnnouncerMetrics`. Summed over
+    Implements :class:`chat_announcements.worker.AnnouncerMetrics`. Summed over
     replicas, ``periods_claimed`` grows by one per period.
     """
 

@@ -8,18 +8,18 @@ import socket
 import structlog
 from prometheus_client import CollectorRegistry
 
-from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
+from chat_announcements.errors import LeaseUnavailable
+from chat_announcements.worker import announcement_worker
+from chat_protocol import subjects
 from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
 from chat_runtime.ops import serve_ops
 from falcon_pachinko import WebSocketConnectionManager, WorkerController
 from falcon_pachinko.backends.nats import NatsBackend
 
-from .errors import LeaseUnavailable
 from .lease import KvPeriodLease
 from .metrics import Metrics
 from .settings import Settings
-from .worker import announcement_worker
 
 __all__ = ["run"]
 
@@ -34,7 +34,7 @@ async def run(settings: Settings) -> int:
     # Publishing into rooms and asking which rooms exist go through the library;
     # the announcer has no members, so it reports no presence.
     manager = WebSocketConnectionManager(
-        NatsBackend(client=conn.client, subject_prefix=SUBJECT_PREFIX, presence=False)
+        NatsBackend(client=conn.client, subject_prefix=subjects.PREFIX, presence=False)
     )
     controller = WorkerController()
     try:

@@ -12,7 +12,7 @@ import structlog.testing
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
-from chat_announcer.errors import LeaseUnavailable
+from chat_announcements.errors import LeaseUnavailable
 from chat_announcer.lease import KvPeriodLease, bucket_ttl, period_key
 from falcon_pachinko.testing import scaled
 from falcon_pachinko.testing.nats import nats_server

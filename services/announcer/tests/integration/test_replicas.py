@@ -19,9 +19,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
+from chat_announcements.worker import announcement_worker
 from chat_announcer.lease import KvPeriodLease
 from chat_announcer.metrics import Metrics
-from chat_announcer.worker import announcement_worker
 from falcon_pachinko import Member, WebSocketConnectionManager, WorkerController
 from falcon_pachinko.backends.nats import NatsBackend
 from falcon_pachinko.directory import Directory

@@ -13,6 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 import falcon_pachinko
+from chat_announcements.worker import announcement_worker
 from chat_protocol.presence import presence_announcer
 from chat_runtime.ops import add_ops_routes
 from falcon_pachinko import (
@@ -53,20 +54,6 @@ class _IndexPage:
         resp.set_header("Content-Security-Policy", _PAGE_CSP)
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
-
-
-def _announcement_worker() -> Any:
-    # Only the single-process mode runs announcements in the gateway; the package
-    # is an optional extra so that the NATS gateway's image does not carry it.
-    try:
-        from chat_announcer.worker import announcement_worker
-    except ImportError as exc:
-        raise RuntimeError(
-            "CHAT_BACKEND=memory runs the announcements in the gateway and needs "
-            "chat-announcer: pip install 'chat-gateway[standalone]', or set "
-            "CHAT_ANNOUNCE_INTERVAL_S=0"
-        ) from exc
-    return announcement_worker
 
 
 class _Readiness:
@@ -120,7 +107,8 @@ def create_app(
     single_process = backend is None or isinstance(backend, InProcessBackend)
 
     announce = single_process and settings.announce_interval_s > 0
-    worker = _announcement_worker() if announce else None
+    # Only the single-process mode announces here; with NATS, the announcer does.
+    worker = announcement_worker if announce else None
 
     @ws_app.lifespan
     async def lifespan(app_instance: Any) -> AsyncIterator[None]:

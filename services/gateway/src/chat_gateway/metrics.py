@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from chat_protocol.close_codes import CloseCode
 from falcon_pachinko import WebSocketConnectionManager
 
 __all__ = ["Metrics"]
@@ -50,7 +51,8 @@ class _ManagerCollector(Collector):
         )
         yield CounterMetricFamily(
             "chat_gateway_slow_consumer_disconnects",
-            "Clients closed with 4001 because their outbound queue overflowed",
+            f"Clients closed with {CloseCode.SLOW_CONSUMER:d} because their outbound queue"
+            " overflowed",
             value=stats.slow_consumers,
         )
 

@@ -59,13 +59,15 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     jwt_issuer: NonEmptyStr | None = None
     #: Clock skew tolerated on ``exp``/``nbf``/``iat``: 5 s covers NTP-synced hosts.
     jwt_leeway_s: Annotated[float, Meta(ge=0)] = 5.0
-    #: Largest WebSocket frame accepted; bigger frames close the socket with 1009.
-    #: 64 KiB: ample for the largest valid chat message, small enough to bound abuse.
+    #: Largest WebSocket frame accepted; bigger frames close the socket with
+    #: ``CloseCode.MESSAGE_TOO_BIG``. 64 KiB: ample for the largest valid chat
+    #: message, small enough to bound abuse.
     ws_max_bytes: Annotated[int, Meta(le=16 * 1024 * 1024)] = 64 * 1024
     #: Protocol-level pings detect dead peers; 20 s matches common proxy idle limits.
     ws_ping_interval_s: PositiveFloat = 20.0
     ws_ping_timeout_s: PositiveFloat = 20.0
-    #: Outbound queue bound per connection (frames); overflow closes with 4001.
+    #: Outbound queue bound per connection (frames); overflow closes with
+    #: ``CloseCode.SLOW_CONSUMER``.
     outbound_queue_messages: Annotated[int, Meta(ge=16)] = 1024
     #: Outbound queue bound per connection (bytes); 4 MiB caps a stuck client's memory.
     outbound_queue_bytes: Annotated[int, Meta(ge=64 * 1024)] = 4 * 1024 * 1024

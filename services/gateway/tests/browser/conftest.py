@@ -25,8 +25,8 @@ from playwright.async_api import (
     expect,
 )
 
-from chat_gateway.__main__ import uvicorn_options
 from chat_gateway.app import create_app
+from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import Settings, load_settings
 from falcon_pachinko.testing import LiveServer, scaled, serve
 

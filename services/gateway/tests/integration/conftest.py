@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
-from chat_gateway.__main__ import uvicorn_options
 from chat_gateway.app import create_app
+from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import load_settings
 from falcon_pachinko.testing import LiveServer, serve
 

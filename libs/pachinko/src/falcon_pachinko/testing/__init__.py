@@ -34,6 +34,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ..close_codes import CloseCode
+
 __all__ = [
     "LiveServer",
     "WSClient",
@@ -217,7 +219,7 @@ class WSClient:
             await self.conn.wait_closed()
         return self.conn.close_code
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = CloseCode.NORMAL) -> None:
         """Close the connection and wait for the closing handshake."""
         await self.conn.close(code)
 

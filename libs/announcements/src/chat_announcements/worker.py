@@ -13,10 +13,11 @@ Schedule
 
 Exactly one announcement per room per period
     The claim goes through a :class:`PeriodLease`. The JetStream KV lease
-    (:mod:`chat_announcer.lease`) grants each period to exactly one replica, however
-    many run. A single process (the gateway without NATS) passes no lease and always
-    announces. The period's key, not the time, decides who announces, so replica
-    clocks need only agree to within the lease's retention.
+    (``chat_announcer.lease``, in the announcer service) grants each period to
+    exactly one replica, however many run. A single process (the gateway without
+    NATS) passes no lease and always announces. The period's key, not the time,
+    decides who announces, so replica clocks need only agree to within the lease's
+    retention.
 
 Failure semantics: at most once
     A failure loses the period rather than risk a duplicate. Each case is logged;
@@ -90,7 +91,7 @@ class PeriodLease(Protocol):
 
 
 class AnnouncerMetrics(Protocol):
-    """What the worker reports (see :class:`chat_announcer.metrics.Metrics`)."""
+    """What the worker reports (the announcer's Prometheus ``chat_announcer.metrics.Metrics``)."""
 
     def claimed(self) -> None: ...
 

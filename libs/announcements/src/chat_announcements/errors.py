@@ -1,4 +1,4 @@
-"""Errors of the announcer.
+"""Errors of the announcement worker and the leases it claims periods from.
 
 ::
 
@@ -16,6 +16,7 @@ __all__ = ["LeaseUnavailable"]
 class LeaseUnavailable(ChatError, ConnectionError):
     """A period could not be claimed: the lease store did not answer, or failed.
 
-    The period is skipped. Whether another replica claimed it is unknown, so
-    announcing anyway could send a duplicate.
+    Raised by a :class:`chat_announcements.worker.PeriodLease` (the announcer's KV
+    lease). The period is skipped. Whether another replica claimed it is unknown,
+    so announcing anyway could send a duplicate.
     """

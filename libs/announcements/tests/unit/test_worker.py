@@ -1,4 +1,4 @@
-"""The announcement worker with a fake wall clock, fake sleep, fake lease and fake directory.
+"""The announcement worker with a fake wall clock, sleep, lease, directory and metrics.
 
 Nothing sleeps: ``sleep(d)`` moves the fake clock forward by ``d`` (plus an optional
 stall) and, after a set number of calls, ends the run by raising ``Stop``.
@@ -7,17 +7,17 @@ stall) and, after a set number of calls, ends the run by raising ``Stop``.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 import structlog.testing
-from prometheus_client import CollectorRegistry
 
-from chat_announcer.errors import LeaseUnavailable
-from chat_announcer.metrics import Metrics
-from chat_announcer.worker import (
+from chat_announcements.errors import LeaseUnavailable
+from chat_announcements.worker import (
     AlwaysLease,
+    SkipReason,
     Wake,
     announcement_worker,
     next_wake,
@@ -126,8 +126,22 @@ async def run(
         )
 
 
-def skipped(registry: CollectorRegistry, reason: str) -> float | None:
-    return registry.get_sample_value("chat_announcer_periods_skipped_total", {"reason": reason})
+class FakeMetrics:
+    """Records what the worker reports (an ``AnnouncerMetrics``)."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.skips: Counter[SkipReason] = Counter()
+        self.sent = 0
+
+    def claimed(self) -> None:
+        self.claims += 1
+
+    def skipped(self, reason: SkipReason) -> None:
+        self.skips[reason] += 1
+
+    def announced(self, rooms: int) -> None:
+        self.sent += rooms
 
 
 # -- the schedule ----------------------------------------------------------------
@@ -188,30 +202,30 @@ async def test_a_non_positive_interval_is_refused() -> None:
 async def test_every_claimed_period_announces_to_every_room() -> None:
     clock = FakeTime(START, sleeps=2)
     rooms = FakeRooms()
-    registry = CollectorRegistry()
-    await run(clock, rooms, lease=FakeLease(True), metrics=Metrics(registry))
+    metrics = FakeMetrics()
+    await run(clock, rooms, lease=FakeLease(True), metrics=metrics)
 
     assert [(q, room) for q, room, _ in rooms.sent] == [
         (q, room) for q in (1, 2) for room in ("team-a", "team-b", "lobby")
     ]
     message = rooms.sent[0][2]
     assert isinstance(message, ServerSystemAnnouncement) and message.payload.text == TEXT
-    assert registry.get_sample_value("chat_announcer_periods_claimed_total") == 2
-    assert registry.get_sample_value("chat_announcer_announcements_sent_total") == 6
+    assert metrics.claims == 2
+    assert metrics.sent == 6
 
 
 async def test_a_period_claimed_elsewhere_is_not_announced() -> None:
     clock = FakeTime(START, sleeps=3)
     rooms = FakeRooms()
-    registry = CollectorRegistry()
+    metrics = FakeMetrics()
     lease = FakeLease(False, True, False)
-    await run(clock, rooms, lease=lease, metrics=Metrics(registry))
+    await run(clock, rooms, lease=lease, metrics=metrics)
 
     assert len(lease.claims) == 3
     assert rooms.queries == [""]  # only the claimed (second) period asked for rooms
     assert len(rooms.sent) == 3
-    assert skipped(registry, "claimed_elsewhere") == 2
-    assert registry.get_sample_value("chat_announcer_periods_claimed_total") == 1
+    assert metrics.skips["claimed_elsewhere"] == 2
+    assert metrics.claims == 1
 
 
 @pytest.mark.parametrize(
@@ -224,15 +238,15 @@ async def test_a_period_claimed_elsewhere_is_not_announced() -> None:
 async def test_a_lease_error_skips_the_period_and_is_logged(error: Exception) -> None:
     clock = FakeTime(START, sleeps=2)
     rooms = FakeRooms()
-    registry = CollectorRegistry()
+    metrics = FakeMetrics()
     lease = FakeLease(error, True)
     with structlog.testing.capture_logs() as logs:
-        await run(clock, rooms, lease=lease, metrics=Metrics(registry))
+        await run(clock, rooms, lease=lease, metrics=metrics)
 
     first = math.floor(START) + 1
     assert lease.claims == [first, first + 1]  # the worker went on after the error
     assert rooms.queries == [""]  # the failed period announced nothing
-    assert skipped(registry, "lease_unavailable") == 1
+    assert metrics.skips["lease_unavailable"] == 1
     [event] = [e for e in logs if e["event"] == "announcer.lease_unavailable"]
     assert event["period"] == first
 
@@ -290,14 +304,14 @@ async def test_the_room_prefix_is_passed_to_the_directory() -> None:
 async def test_a_failing_directory_costs_one_period_and_not_the_worker() -> None:
     clock = FakeTime(START, sleeps=3)
     rooms = FakeRooms(failures=[BackendError("the room directory did not answer"), None])
-    registry = CollectorRegistry()
+    metrics = FakeMetrics()
     with structlog.testing.capture_logs() as logs:
-        await run(clock, rooms, lease=FakeLease(True), metrics=Metrics(registry))
+        await run(clock, rooms, lease=FakeLease(True), metrics=metrics)
 
     assert len(rooms.queries) == 3
     assert {q for q, _, _ in rooms.sent} == {2, 3}  # the periods after the failure
-    assert skipped(registry, "directory_unavailable") == 1
-    assert registry.get_sample_value("chat_announcer_periods_claimed_total") == 3
+    assert metrics.skips["directory_unavailable"] == 1
+    assert metrics.claims == 3
     assert [e["event"] for e in logs].count("announcer.directory_unavailable") == 1
 
 
@@ -313,16 +327,9 @@ async def test_an_unexpected_directory_error_is_logged_and_the_worker_goes_on() 
 async def test_one_failing_room_does_not_cost_the_others() -> None:
     clock = FakeTime(START, sleeps=1)
     rooms = FakeRooms(broken_rooms=["team-a"])
-    registry = CollectorRegistry()
+    metrics = FakeMetrics()
     with structlog.testing.capture_logs() as logs:
-        await run(clock, rooms, metrics=Metrics(registry))
+        await run(clock, rooms, metrics=metrics)
     assert [room for _, room, _ in rooms.sent] == ["team-b", "lobby"]
-    assert registry.get_sample_value("chat_announcer_announcements_sent_total") == 2
+    assert metrics.sent == 2
     assert any(e["event"] == "announcer.broadcast_failed" and e["rooms"] == 1 for e in logs)
-
-
-def test_every_skip_reason_is_exported_from_the_start() -> None:
-    registry = CollectorRegistry()
-    Metrics(registry)
-    for reason in ("claimed_elsewhere", "lease_unavailable", "directory_unavailable"):
-        assert skipped(registry, reason) == 0
