@@ -323,10 +323,13 @@ class Connection:
             self._perform()
 
     async def _write(self, frame: Send) -> None:
+        payload = frame.payload
         if frame.text:
             await self.raw.send_text(frame.as_text())
-        else:
-            await self.raw.send_data(bytes(frame.payload))  # type: ignore[arg-type]
+        elif isinstance(payload, bytes):
+            await self.raw.send_data(payload)
+        else:  # pragma: no cover - Send.of_binary only builds frames of bytes
+            await self.raw.send_data(payload.encode())
 
     async def _close_raw(self, code: int, reason: str | None) -> None:
         try:
