@@ -42,6 +42,7 @@ import enum
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 import msgspec
@@ -67,7 +68,7 @@ __all__ = [
     "utf8_size",
 ]
 
-_NO_HANDLERS: Final[Mapping[str, HandlerSpec]] = {}
+_NO_HANDLERS: Final[Mapping[str, HandlerSpec]] = MappingProxyType({})
 
 
 class QueueLimits(msgspec.Struct, frozen=True, kw_only=True):
