@@ -15,6 +15,16 @@ handler. The handler's ``payload`` annotation says how the payload is decoded:
 A resource class may also set ``schema`` to a msgspec tagged union (with
 ``tag_field="type"``) of whole messages; a handler whose type is one of its tags
 then receives the decoded message struct itself as ``payload``.
+
+Each frame is parsed once on the way to its handler: a resource with a ``schema``
+decodes its frames with one decoder for the whole union; other frames are decoded
+as an envelope whose payload is kept raw (``msgspec.Raw``) and decoded only into
+the handler's type. Only a frame the schema rejects is read again, to tell an
+unknown type (:class:`Unhandled`) from an invalid message (:class:`Invalid`).
+
+Nesting deeper than msgspec's recursion guard allows (about a thousand levels,
+less when the stack is already deep) is bad input like any other: it becomes
+:class:`Unhandled`, or :class:`Invalid` when the type was read already.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ __all__ = [
     "Decision",
     "Dispatch",
     "HandlerSpec",
+    "Handlers",
     "Invalid",
     "Unhandled",
     "build_registry",
@@ -128,7 +139,18 @@ class Invalid(msgspec.Struct, frozen=True):
 Decision = Dispatch | Unhandled | Invalid
 
 
-def build_registry(cls: type) -> dict[str, HandlerSpec]:
+class Handlers(dict[str, HandlerSpec]):
+    """A resource class's handlers by message type, plus its schema's decoder.
+
+    Attributes:
+        schema_decoder: Decodes a whole message of the class's ``schema`` union in
+            one pass; ``None`` when the class has no schema.
+    """
+
+    schema_decoder: msgspec.json.Decoder[Any] | None = None
+
+
+def build_registry(cls: type) -> Handlers:
     """Collect the handlers of ``cls``: its own, plus those it inherits.
 
     A subclass's handler for a type replaces the inherited one. A method that
@@ -156,9 +178,14 @@ def build_registry(cls: type) -> dict[str, HandlerSpec]:
         own[message_type] = attr
     names = inherited | own
     whole = _schema_types(cls)
-    return {
-        message_type: _spec(cls, message_type, attr, whole) for message_type, attr in names.items()
-    }
+    handlers = Handlers(
+        (message_type, _spec(cls, message_type, attr, whole))
+        for message_type, attr in names.items()
+    )
+    schema = getattr(cls, "schema", None)
+    if schema is not None:
+        handlers.schema_decoder = msgspec.json.Decoder(schema)
+    return handlers
 
 
 def _schema_types(cls: type) -> dict[str, msgspec.json.Decoder[Any]]:
@@ -230,22 +257,54 @@ def _check_known_fields(raw: msgspec.Raw, known: frozenset[str]) -> None:
 def decide(registry: Mapping[str, HandlerSpec], frame: str | bytes) -> Decision:
     """Decide what happens to one received frame.
 
-    Never raises for any input: bad input becomes :class:`Unhandled` or
-    :class:`Invalid`.
+    Args:
+        registry: The resource class's handlers (:func:`build_registry`).
+        frame: The frame's text or bytes, as received.
+
+    Returns:
+        A :class:`Dispatch`, or :class:`Unhandled` / :class:`Invalid` for bad
+        input of any shape. It never raises because of the frame's content.
     """
+    schema_decoder = getattr(registry, "schema_decoder", None)
+    if schema_decoder is None:
+        return _decide_enveloped(registry, frame, None)
+    try:
+        message = schema_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        # Not a valid schema message; it may still be another handler's type.
+        return _decide_enveloped(registry, frame, exc)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        return Unhandled()
+    message_type = str(type(message).__struct_config__.tag)
+    spec = registry.get(message_type)
+    if spec is None:
+        return Unhandled()
+    return Dispatch(message_type=message_type, attr=spec.attr, payload=message)
+
+
+def _decide_enveloped(
+    registry: Mapping[str, HandlerSpec],
+    frame: str | bytes,
+    schema_error: msgspec.ValidationError | None,
+) -> Decision:
     try:
         envelope = _envelope_decoder.decode(frame)
-    except (msgspec.DecodeError, UnicodeError):
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
         return Unhandled()
     spec = registry.get(envelope.type)
     if spec is None:
         return Unhandled()
+    if spec.whole_message and schema_error is not None:
+        return Invalid(message_type=envelope.type, error=schema_error)
     try:
         payload = spec.decoder.decode(frame if spec.whole_message else envelope.payload)
         if spec.known_fields is not None:
             _check_known_fields(envelope.payload, spec.known_fields)
     except msgspec.ValidationError as exc:
         return Invalid(message_type=envelope.type, error=exc)
+    except RecursionError:
+        error = msgspec.ValidationError("Object nested too deeply to decode - at `$`")
+        return Invalid(message_type=envelope.type, error=error)
     except msgspec.DecodeError as exc:  # pragma: no cover - the envelope parsed already
         return Invalid(message_type=envelope.type, error=msgspec.ValidationError(str(exc)))
     return Dispatch(message_type=envelope.type, attr=spec.attr, payload=payload)

@@ -2,26 +2,36 @@
 
 Lifecycle of a connection::
 
-    resource = ResourceClass(*args, **kwargs)
-    on_connect(req, ws, **params) ──False/raises──▶ HTTP 403, nothing sent
-        │ True
-    accept; frames sent inside on_connect go out first
-    receive loop: one frame at a time ──▶ handler | on_invalid_message | on_unhandled
-        │ peer closed, server closed, or connection lost
-    on_disconnect(ws, close_code)   (exactly once)
-    leave every room; flush and close within close_timeout_s
+    resource = ResourceClass(*args, **kwargs); manager.register(conn)
+    on_connect(req, ws, **params) ──False/raises──▶ HTTP 403, nothing sent,
+        │ True                                      no on_disconnect
+        │ closed meanwhile (overflow, abort)? ──▶ no accept (HTTP 403) ─┐
+    accept; frames sent inside on_connect go out first                  │
+    receive loop: one frame at a time                                   │
+        session.receive(frame) ──▶ handler | on_invalid_message         │
+                                   | on_unhandled | dropped             │
+        │ peer closed, server closed, connection lost, or an            │
+        │ unexpected error (logged, closed with 1011)                   │
+    on_disconnect(ws, close_code)   exactly once ◀──────────────────────┘
+    manager.unregister: leave every room; flush and close within close_timeout_s
+
+Once ``on_connect`` has returned ``True``, ``on_disconnect`` runs however the
+connection ends, so every join it made is matched by a leave; ``unregister``
+runs for every connection, rejected or not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import falcon.errors
 import structlog
 
+from .close_codes import CloseCode
 from .connection import Connection
-from .dispatch import Dispatch, Invalid, decide
 from .errors import ConnectionClosed
+from .session import Dispatch, Drop, Inbound, Invalid, Unhandled
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -55,7 +65,8 @@ class WebSocketRoute:
     async def on_websocket(
         self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, **params: Any
     ) -> None:
-        conn = Connection(ws, self._manager.limits)
+        handlers = self._resource_cls._pachinko_handlers
+        conn = Connection(ws, self._manager.limits, handlers)
         resource = self._resource_cls(*self._args, **self._kwargs)
         resource._pachinko_conn = conn
         resource._pachinko_manager = self._manager
@@ -66,7 +77,11 @@ class WebSocketRoute:
         try:
             with bound:
                 if await self._connect(resource, req, conn, params):
-                    await self._serve(resource, conn)
+                    try:
+                        await self._serve(resource, conn)
+                    finally:
+                        code = conn.close_code or _NO_STATUS
+                        await _guarded("on_disconnect", resource.on_disconnect(conn, code))
         finally:
             await self._manager.unregister(conn)
             await conn.finish()
@@ -85,20 +100,27 @@ class WebSocketRoute:
             accepted = False
         if accepted is None:
             log.warning("pachinko.on_connect_returned_none", hint="return True to accept")
-        if not accepted or conn.closed:
-            await conn.close(1008)
+        if not accepted:
+            await conn.close(CloseCode.POLICY_VIOLATION)
             return False
         return True
 
     async def _serve(self, resource: WebSocketResource, conn: Connection) -> None:
         try:
-            await conn.accept()
-        except (falcon.errors.WebSocketDisconnected, ConnectionError):
-            # The client went away during on_connect; the resource saw it accepted.
-            conn.mark_closed(1006)
-        else:
+            if conn.closed:
+                return  # closed during on_connect, after it had joined rooms
+            try:
+                await conn.accept()
+            except (falcon.errors.WebSocketDisconnected, ConnectionError):
+                # The client went away during on_connect; the resource saw it accepted.
+                conn.mark_closed(1006)
+                return
             await self._receive_loop(resource, conn)
-        await _guarded("on_disconnect", resource.on_disconnect(conn, conn.close_code or _NO_STATUS))
+        except Exception:
+            # A bug in the library or below it (a decoder, Falcon, the server):
+            # log it, close without detail, and let on_disconnect run.
+            log.exception("pachinko.connection_failed")
+            conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _receive_loop(self, resource: WebSocketResource, conn: Connection) -> None:
         while not conn.closed:
@@ -109,7 +131,7 @@ class WebSocketRoute:
                 return
             self._manager.stats.frames_received += 1
             try:
-                await _dispatch(resource, conn, frame)
+                await _perform(resource, conn, conn.receive(frame), frame)
             except ConnectionClosed:
                 return
 
@@ -126,26 +148,35 @@ async def _receive_frame(ws: falcon.asgi.WebSocket) -> str | bytes:
     return bytes(event.get("bytes") or b"")
 
 
-async def _dispatch(resource: WebSocketResource, conn: Connection, frame: str | bytes) -> None:
-    decision = decide(resource._pachinko_handlers, frame)
-    if isinstance(decision, Dispatch):
-        handler = getattr(resource, decision.attr)
-        try:
-            await handler(conn, decision.payload)
-        except ConnectionClosed:
-            raise
-        except Exception as exc:
-            log.exception("pachinko.handler_failed", message_type=decision.message_type)
-            await _guarded(
-                "on_handler_error", resource.on_handler_error(conn, decision.message_type, exc)
-            )
-    elif isinstance(decision, Invalid):
-        await _guarded(
-            "on_invalid_message",
-            resource.on_invalid_message(conn, decision.message_type, decision.error, frame),
-        )
-    else:
-        await _guarded("on_unhandled", resource.on_unhandled(conn, frame))
+async def _perform(
+    resource: WebSocketResource, conn: Connection, decision: Inbound, frame: str | bytes
+) -> None:
+    match decision:
+        case Dispatch(message_type=message_type, attr=attr, payload=payload):
+            await _call_handler(resource, conn, message_type, getattr(resource, attr), payload)
+        case Invalid(message_type=message_type, error=error):
+            call = resource.on_invalid_message(conn, message_type, error, frame)
+            await _guarded("on_invalid_message", call)
+        case Unhandled():
+            await _guarded("on_unhandled", resource.on_unhandled(conn, frame))
+        case Drop():
+            pass
+
+
+async def _call_handler(
+    resource: WebSocketResource,
+    conn: Connection,
+    message_type: str,
+    handler: Callable[[Connection, Any], Awaitable[None]],
+    payload: Any,
+) -> None:
+    try:
+        await handler(conn, payload)
+    except ConnectionClosed:
+        raise
+    except Exception as exc:
+        log.exception("pachinko.handler_failed", message_type=message_type)
+        await _guarded("on_handler_error", resource.on_handler_error(conn, message_type, exc))
 
 
 async def _guarded(hook: str, call: Any) -> None:

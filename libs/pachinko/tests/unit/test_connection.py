@@ -7,6 +7,7 @@ from typing import Any
 
 import falcon.errors
 import pytest
+import structlog
 
 from falcon_pachinko import CloseCode, Connection, ConnectionClosed, ConnectionLimits
 from falcon_pachinko.testing import scaled
@@ -346,3 +347,79 @@ def test_connection_limits_reject_non_positive_values(limits: dict[str, float]) 
 def test_connection_limits_accept_the_smallest_positive_values() -> None:
     limits = ConnectionLimits(max_queue_messages=1, max_queue_bytes=1, close_timeout_s=0.001)
     assert (limits.max_queue_messages, limits.max_queue_bytes) == (1, 1)
+
+
+# -- defects: bytes, handshake overflow, writer failure ------------------------
+
+
+@pytest.mark.parametrize(
+    ("texts", "overflows"),
+    [
+        pytest.param(["é" * 5], False, id="10-bytes-of-2-byte-chars-at-max"),
+        pytest.param(["é" * 5, "x"], True, id="11-bytes-max+1"),
+        pytest.param(["€" * 2, "é" * 2], False, id="3-byte-chars-then-2-at-max"),
+        pytest.param(["🙂" * 2, "xx"], False, id="4-byte-chars-at-max"),
+        pytest.param(["🙂" * 3], True, id="12-bytes-in-3-characters"),
+    ],
+)
+async def test_the_byte_limit_counts_utf8_bytes_not_characters(
+    make_connection: MakeConnection, texts: list[str], overflows: bool
+) -> None:
+    conn, sock = await open_stalled(make_connection, max_queue_bytes=10)
+
+    results = [conn.offer_text(text) for text in texts]
+
+    assert results[-1] is not overflows
+    assert conn.closed is overflows
+    if overflows:
+        assert conn.close_code == CloseCode.SLOW_CONSUMER
+
+
+async def test_offer_bytes_counts_bytes_and_sends_text(make_connection: MakeConnection) -> None:
+    conn, sock = await open_stalled(make_connection, max_queue_bytes=10)
+    assert conn.offer_bytes("é".encode() * 5)
+    sock.reading.set()
+    await sock.wait_for(lambda: len(sock.frames) == 2)
+    assert sock.log[-1] == ("text", "é" * 5)
+
+    conn2, _ = await open_stalled(make_connection, max_queue_bytes=10)
+    assert not conn2.offer_bytes("é".encode() * 5 + b"x")
+    assert conn2.close_code == CloseCode.SLOW_CONSUMER
+
+
+async def test_sends_during_the_handshake_beyond_the_queue_limit_fail_instead_of_hanging(
+    make_connection: MakeConnection,
+) -> None:
+    conn, sock = make_connection(max_queue_messages=2)
+    await conn.send_text("one")
+    await conn.send_text("two")
+
+    # Nothing drains the queue before the accept: waiting for space would never end.
+    with pytest.raises(ConnectionClosed) as info:
+        async with asyncio.timeout(BOUND_S):
+            await conn.send_text("three")
+    assert info.value.code == CloseCode.INTERNAL_ERROR
+    assert conn.closed and conn.close_code == CloseCode.INTERNAL_ERROR
+    async with asyncio.timeout(BOUND_S):
+        await conn.finish()
+    assert sock.frames == []
+
+
+async def test_a_writer_that_dies_is_logged_and_closes_the_connection_with_1011(
+    make_connection: MakeConnection,
+) -> None:
+    conn, sock = make_connection()
+    await conn.accept()
+    sock.send_error = RuntimeError("a bug below the writer")
+
+    with structlog.testing.capture_logs() as logs:
+        assert conn.offer_text("boom")
+        await sock.wait_for(lambda: bool(sock.closes))
+
+    assert conn.closed and conn.close_code == CloseCode.INTERNAL_ERROR
+    assert sock.closes == [(1011, "internal error")]
+    failure = next(e for e in logs if e["event"] == "pachinko.writer_failed")
+    assert failure["log_level"] == "error" and failure["exc_info"] is True
+    assert not conn.offer_text("late")
+    async with asyncio.timeout(BOUND_S):
+        await conn.finish()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from falcon_pachinko import HandlerConfigurationError, WebSocketResource, handles_message
+from falcon_pachinko import HandlerConfigurationError, WebSocketResource, dispatch, handles_message
 from falcon_pachinko.dispatch import Dispatch, Invalid, Unhandled, decide
 
 
@@ -141,6 +141,35 @@ def test_schema_dispatches_whole_typed_messages() -> None:
     assert decide_for('{"type": "other"}', SchemaResource).payload == {}
 
 
+class CountingDecoder:
+    """Wraps a decoder and counts the frames it reads."""
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder = decoder
+        self.calls = 0
+
+    def decode(self, frame: str | bytes) -> Any:
+        self.calls += 1
+        return self.decoder.decode(frame)
+
+
+def test_a_schema_message_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    envelope = CountingDecoder(dispatch._envelope_decoder)
+    monkeypatch.setattr(dispatch, "_envelope_decoder", envelope)
+    whole = CountingDecoder(SchemaResource._pachinko_handlers["ping"].decoder)
+    spec = SchemaResource._pachinko_handlers["ping"]
+    monkeypatch.setitem(
+        SchemaResource._pachinko_handlers, "ping", msgspec.structs.replace(spec, decoder=whole)
+    )
+
+    assert decide_for('{"type": "ping", "seq": 3}', SchemaResource).payload == Ping(seq=3)
+    assert (envelope.calls, whole.calls) == (0, 0)  # only the schema's own decoder read it
+    # A frame the schema rejects is read again, to tell unknown from invalid.
+    assert isinstance(decide_for('{"type": "ping", "seq": "x"}', SchemaResource), Invalid)
+    assert decide_for('{"type": "other"}', SchemaResource).payload == {}
+    assert (envelope.calls, whole.calls) == (2, 0)
+
+
 def test_schema_must_be_tagged_structs_on_type() -> None:
     with pytest.raises(HandlerConfigurationError, match="tag_field='type'"):
 
@@ -212,6 +241,46 @@ def test_subclasses_inherit_and_override_handlers() -> None:
 @given(st.one_of(st.binary(max_size=256), st.text(max_size=256)))
 def test_any_frame_yields_a_decision_and_never_raises(frame: str | bytes) -> None:
     assert isinstance(decide_for(frame), Dispatch | Unhandled | Invalid)
+
+
+def nested(openers: str, leaf: str = "1") -> str:
+    """JSON text nesting ``leaf`` in ``openers`` (``[`` a list, ``{`` an object)."""
+    closers = "".join("]" if o == "[" else "}" for o in reversed(openers))
+    return "".join("[" if o == "[" else '{"k":' for o in openers) + leaf + closers
+
+
+@pytest.mark.parametrize("depth", [1_000, 3_000, 100_000])
+@pytest.mark.parametrize("opener", ["[", "{"], ids=["lists", "objects"])
+@pytest.mark.parametrize("cls", [Resource, SchemaResource], ids=["handlers", "schema"])
+def test_a_frame_nested_too_deep_to_decode_is_a_decision_not_an_exception(
+    depth: int, opener: str, cls: type[WebSocketResource]
+) -> None:
+    # 1,000 levels fit in 2 KB; msgspec's decoder raises RecursionError on them.
+    for message_type in ("greet", "ping", "anything", "nope"):
+        frame = f'{{"type":"{message_type}","payload":{nested(opener * depth)}}}'
+        assert isinstance(decide_for(frame, cls), Unhandled | Invalid)
+    assert decide_for(nested(opener * depth), cls) == Unhandled()
+
+
+#: Nesting from none to a few thousand levels, of lists and objects mixed.
+deep_openers = st.integers(min_value=0, max_value=4_000).flatmap(
+    lambda depth: st.text(alphabet="[{", min_size=depth, max_size=depth)
+)
+
+
+@given(
+    openers=deep_openers,
+    message_type=st.sampled_from(["greet", "greetLax", "raw", "anything", "nope", "ping"]),
+    cls=st.sampled_from([Resource, SchemaResource]),
+    tail=st.binary(max_size=16),
+)
+def test_any_nesting_depth_with_any_trailing_garbage_yields_a_decision(
+    openers: str, message_type: str, cls: type[WebSocketResource], tail: bytes
+) -> None:
+    body = nested(openers)
+    frame = f'{{"type":"{message_type}","payload":{body}}}'.encode()
+    for candidate in (frame, frame + tail, frame[: len(frame) // 2] + tail, body.encode()):
+        assert isinstance(decide_for(candidate, cls), Dispatch | Unhandled | Invalid)
 
 
 @given(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import falcon
 import falcon.asgi
 import falcon.errors
 import falcon.testing
+import msgspec
 import pytest
 import structlog
 
 import falcon_pachinko
 from falcon_pachinko import WebSocketLike, WebSocketResource, handles_message
+from falcon_pachinko.testing import scaled
+
+BOUND_S = scaled(2.0)
 
 
 class Recorder:
@@ -155,3 +160,119 @@ async def test_rooms_are_left_even_if_on_disconnect_raises() -> None:
     assert any(e["event"] == "pachinko.hook_failed" and e["hook"] == "on_disconnect" for e in logs)
     assert await manager.get_rooms_by_prefix("") == []
     assert manager.local_rooms() == []
+
+
+# -- on_disconnect however the connection ends ------------------------------------
+
+
+class Exploding(msgspec.Struct, frozen=True):
+    """A payload type whose own code fails while it is decoded (a programmer error)."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        raise RuntimeError("a bug in a payload's __post_init__")
+
+
+class Lifecycle(WebSocketResource):
+    """Joins ``lobby``, records hooks; ``?flood=N`` broadcasts N frames in on_connect."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_connect(self, req: Any, ws: WebSocketLike) -> bool:
+        await self.join_room("lobby")
+        for _ in range(req.get_param_as_int("flood") or 0):
+            await self.broadcast_to_room("lobby", {"type": "flood"})
+        return True
+
+    @handles_message("decodeBug")
+    async def decode_bug(self, ws: WebSocketLike, payload: Exploding) -> None: ...
+
+    @handles_message("echo")
+    async def echo(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        await ws.send_media({"type": "echoed"})
+
+    async def on_unhandled(self, ws: WebSocketLike, message: str | bytes) -> None:
+        await ws.send_media({"type": "unhandled"})
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        self.recorder.events.append(("disconnect", close_code))
+
+
+def lifecycle_app(
+    recorder: Recorder, limits: falcon_pachinko.ConnectionLimits | None = None
+) -> falcon.asgi.App:
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app, limits=limits)
+    app.add_websocket_route("/ws", Lifecycle, recorder)  # type: ignore[attr-defined]
+    return app
+
+
+async def test_a_frame_nested_1000_deep_is_unhandled_and_the_connection_stays_open() -> None:
+    recorder = Recorder()
+    frame = '{"type":"clientSendMessage","payload":' + "[" * 1000 + "]" * 1000 + "}"
+    assert len(frame) < 2100
+    async with falcon.testing.ASGIConductor(lifecycle_app(recorder)) as conductor:
+        async with conductor.simulate_ws("/ws") as ws:
+            await ws.send_text(frame)
+            assert await ws.receive_json() == {"type": "unhandled"}
+            await ws.send_text(frame.replace("clientSendMessage", "echo"))
+            assert await ws.receive_json() == {"type": "unhandled"}
+            await ws.send_json({"type": "echo"})
+            assert await ws.receive_json() == {"type": "echoed"}
+    assert recorder.events == [("disconnect", 1000)]
+
+
+async def test_a_decoder_that_raises_closes_with_1011_and_still_runs_on_disconnect() -> None:
+    recorder = Recorder()
+    app = lifecycle_app(recorder)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        with structlog.testing.capture_logs() as logs:
+            async with conductor.simulate_ws("/ws") as ws:
+                await ws.send_json({"type": "decodeBug", "payload": {"n": 1}})
+                async with asyncio.timeout(BOUND_S):
+                    with pytest.raises(falcon.errors.WebSocketDisconnected):
+                        await ws.receive_json()
+                assert ws.close_code == 1011
+    assert recorder.events == [("disconnect", 1011)]
+    assert app.ws_connection_manager.local_rooms() == []  # type: ignore[attr-defined]
+    failure = next(e for e in logs if e["event"] == "pachinko.connection_failed")
+    assert failure["exc_info"] is True
+
+
+async def test_a_writer_that_dies_closes_with_1011_and_still_runs_on_disconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder()
+    app = lifecycle_app(recorder)
+
+    async def broken_send_text(self: Any, payload: str) -> None:
+        raise RuntimeError("a bug below the writer")
+
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        with structlog.testing.capture_logs() as logs:
+            async with conductor.simulate_ws("/ws") as ws:
+                monkeypatch.setattr(falcon.asgi.WebSocket, "send_text", broken_send_text)
+                await ws.send_json({"type": "echo"})
+                async with asyncio.timeout(BOUND_S):
+                    with pytest.raises(falcon.errors.WebSocketDisconnected):
+                        await ws.receive_json()
+                assert ws.close_code == 1011
+    assert recorder.events == [("disconnect", 1011)]
+    assert app.ws_connection_manager.local_rooms() == []  # type: ignore[attr-defined]
+    assert any(e["event"] == "pachinko.writer_failed" for e in logs)
+
+
+async def test_a_connection_closed_after_on_connect_accepted_still_gets_on_disconnect() -> None:
+    recorder = Recorder()
+    limits = falcon_pachinko.ConnectionLimits(max_queue_messages=4)
+    app = lifecycle_app(recorder, limits)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        # on_connect joins, then its own room floods the queue before the accept.
+        with pytest.raises(falcon.errors.WebSocketDisconnected):
+            async with asyncio.timeout(BOUND_S):
+                async with conductor.simulate_ws("/ws", query_string="flood=5"):
+                    pass
+    assert recorder.events == [("disconnect", 4001)]  # the join is matched by a leave
+    assert app.ws_connection_manager.local_rooms() == []  # type: ignore[attr-defined]

@@ -1,0 +1,477 @@
+"""The rules of one connection, without I/O: inputs go in, actions come out.
+
+A :class:`Session` owns everything a connection decides, and nothing it does:
+
+* its state, ``HANDSHAKE → OPEN → CLOSING → CLOSED``;
+* the bounded outbound queue and its overflow policy, counted in frames and in
+  UTF-8 bytes;
+* frames sent during the handshake, held aside and put first at the accept;
+* the close decisions (a graceful close, an overflow, an abort, a peer close);
+* what a received frame is for (:func:`falcon_pachinko.dispatch.decide`).
+
+It never awaits, never touches a socket and never reads a clock: the time is
+passed in as ``now``. :class:`falcon_pachinko.connection.Connection` drives it
+and performs its actions, as ``websockets``' asyncio connection drives its
+sans-I/O ``protocol.py``::
+
+    adapter                                session
+    -------                                -------
+    accept done      ─── accept(now) ──────▶ OPEN, early frames first
+    room traffic     ─── offer(frame, now) ─▶ queued, or overflow: Close(4001) action
+    handler's send   ─── send(frame, now) ──▶ QUEUED | FULL (wait for space) | CLOSED
+    frame received   ─── receive(f, now) ───▶ Dispatch | Invalid | Unhandled | Drop
+    timer            ─── tick(now)
+    close / abort    ─── close() / abort() ─▶ Close queued last / Close action now
+    peer went away   ─── peer_closed(code)
+    writer           ◀── next_frame() ─────── Send | Close | None, in queue order
+    after any input  ◀── actions() ────────── [Close]: close the socket now
+
+Two outputs keep two orders apart. :meth:`Session.next_frame` is the outbound
+stream: frames, then at most one :class:`Close`, exactly in the order the client
+must see them; the writer takes one at a time. :meth:`Session.actions` holds what
+must happen at once, ahead of the stream: a :class:`Close` from an overflow or an
+abort, which drops whatever was queued.
+
+Bad input from the peer never raises here: it becomes a decision or a close.
+Exceptions are for programmer errors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+import msgspec
+
+from .close_codes import CloseCode
+from .dispatch import Decision, Dispatch, HandlerSpec, Invalid, Unhandled, decide
+
+__all__ = [
+    "Action",
+    "Admission",
+    "Close",
+    "Dispatch",
+    "Drop",
+    "Inbound",
+    "Invalid",
+    "Outbound",
+    "QueueLimits",
+    "Send",
+    "Session",
+    "State",
+    "Unhandled",
+    "truncate_reason",
+    "utf8_size",
+]
+
+_NO_HANDLERS: Final[Mapping[str, HandlerSpec]] = MappingProxyType({})
+
+
+class QueueLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Bounds on one session's outbound queue.
+
+    Attributes:
+        max_messages: Frames that may wait to be written.
+        max_bytes: Bytes (UTF-8 for text) that may wait to be written.
+    """
+
+    max_messages: int = 1024
+    max_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1 or self.max_bytes < 1:
+            raise ValueError("outbound queue limits must be positive")
+
+
+class State(enum.Enum):
+    """Where a session is in its life."""
+
+    #: ``on_connect`` runs; nothing may reach the client yet.
+    HANDSHAKE = "handshake"
+    #: Accepted: frames flow both ways.
+    OPEN = "open"
+    #: A close was decided; queued frames (if any) and the close frame go out.
+    CLOSING = "closing"
+    #: Nothing more goes out or comes in.
+    CLOSED = "closed"
+
+
+class Admission(enum.Enum):
+    """The answer to :meth:`Session.send`."""
+
+    #: The frame is queued.
+    QUEUED = "queued"
+    #: No room now; wait until the writer takes a frame, then try again.
+    FULL = "full"
+    #: The session is closing or closed (perhaps by this very send); drop the frame.
+    CLOSED = "closed"
+
+
+# -- outputs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write one frame.
+
+    Attributes:
+        payload: The frame's content. A text frame may hold UTF-8 ``bytes`` (as
+            they arrive from a backend) or ``str``.
+        size: The bytes the frame holds on the wire (UTF-8 for text).
+        text: A text frame (``True``) or a binary one.
+    """
+
+    payload: str | bytes
+    size: int
+    text: bool = True
+
+    @classmethod
+    def of_text(cls, text: str) -> Send:
+        """A text frame from a ``str``."""
+        return cls(text, utf8_size(text))
+
+    @classmethod
+    def of_utf8(cls, data: bytes) -> Send:
+        """A text frame from UTF-8 bytes (not checked here; the writer decodes them)."""
+        return cls(data, len(data))
+
+    @classmethod
+    def of_binary(cls, data: bytes) -> Send:
+        """A binary frame."""
+        return cls(data, len(data), text=False)
+
+    def as_text(self) -> str:
+        """The payload of a text frame as ``str``."""
+        payload = self.payload
+        return payload if isinstance(payload, str) else payload.decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Send a close frame with ``code`` and ``reason``, then nothing more.
+
+    From :meth:`Session.next_frame` it comes after the frames queued before it;
+    from :meth:`Session.actions` it must happen now, abandoning any write in flight.
+    Before the accept, closing the socket refuses the handshake (HTTP 403).
+    """
+
+    code: int
+    reason: str | None = None
+
+
+#: What the writer takes from :meth:`Session.next_frame`.
+Outbound = Send | Close
+#: What :meth:`Session.actions` returns.
+Action = Close
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Do nothing with this frame: the session is no longer open."""
+
+
+#: What :meth:`Session.receive` decides.
+Inbound = Decision | Drop
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes encoded as UTF-8.
+
+    Args:
+        text: Any string.
+
+    Returns:
+        Its UTF-8 length, without encoding it when it is ASCII (checking that is
+        O(1) in CPython).
+    """
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def truncate_reason(reason: str | None) -> str | None:
+    """Cut a close reason to 123 UTF-8 bytes, on a character boundary.
+
+    RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
+    """
+    if reason is None:
+        return None
+    return reason.encode()[:123].decode(errors="ignore")
+
+
+# -- the session -----------------------------------------------------------------
+
+
+class Session:
+    """One connection's state, outbound queue and decisions; no I/O.
+
+    Args:
+        limits: Outbound queue bounds.
+        handlers: The resource class's handler registry; with none, every frame
+            is :class:`Unhandled`.
+
+    Attributes:
+        close_code: The code of the first close decided (or reported by the peer);
+            ``None`` while the session is not closing.
+    """
+
+    def __init__(
+        self, limits: QueueLimits, handlers: Mapping[str, HandlerSpec] = _NO_HANDLERS
+    ) -> None:
+        self.limits: Final = limits
+        self._handlers = handlers
+        self._state = State.HANDSHAKE
+        #: Frames sent during the handshake; they go out first at the accept.
+        self._early: list[Send] = []
+        self._queue: deque[Outbound] = deque()
+        #: Bytes of every frame in ``_early`` and ``_queue``.
+        self._queued_bytes = 0
+        self._actions: list[Action] = []
+        #: A close frame was queued or handed out: no second one may follow.
+        self._close_emitted = False
+        self._aborted = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once a close was decided (``CLOSING``) or happened (``CLOSED``)."""
+        return self._state is State.CLOSING or self._state is State.CLOSED
+
+    @property
+    def output_ended(self) -> bool:
+        """``True`` once the outbound stream will yield nothing more.
+
+        The session is closed, or it was aborted (the close is an action then).
+        """
+        return self._state is State.CLOSED or self._aborted
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting to be written, early ones included."""
+        return len(self._queue) + len(self._early)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting to be written, early ones included."""
+        return self._queued_bytes
+
+    # -- inputs ----------------------------------------------------------------
+
+    def accept(self, now: float) -> None:
+        """The handshake was accepted: open, with the early frames first.
+
+        If the session was closed while the accept was under way, the socket is
+        open now and must still be closed properly: the close frame is queued.
+
+        Args:
+            now: The current time, in seconds.
+        """
+        if self._state is State.HANDSHAKE:
+            self._state = State.OPEN
+            self._queue.extendleft(reversed(self._early))
+            self._early.clear()
+        elif self._state is State.CLOSING and not self._close_emitted:
+            self._emit_close_last()
+
+    def offer(self, frame: Send, now: float) -> bool:
+        """Queue room traffic without waiting; an overflow closes the session.
+
+        Overflow means the frame would exceed either limit. The session then
+        closes with ``SLOW_CONSUMER`` (4001) and drops whatever was queued: a
+        client that does not read can never hold up a room or grow memory.
+
+        Args:
+            frame: The frame to queue.
+            now: The current time, in seconds.
+
+        Returns:
+            ``False`` if the session is closed, or was closed by this overflow.
+        """
+        if self.closed:
+            return False
+        if self._would_overflow(frame.size):
+            self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return False
+        # Room traffic queues behind the early frames even before the accept.
+        self._queue.append(frame)
+        self._queued_bytes += frame.size
+        return True
+
+    def send(self, frame: Send, now: float) -> Admission:
+        """Queue a frame a handler sends directly; it may wait for space.
+
+        An empty queue is never full: a frame larger than the byte budget goes out
+        alone (waiting for space could never end). Before the accept nothing
+        drains the queue, so a send that would need to wait fails instead: the
+        session closes with ``INTERNAL_ERROR`` (1011), since the application
+        queued more before the accept than the connection may hold.
+
+        Args:
+            frame: The frame to queue.
+            now: The current time, in seconds.
+
+        Returns:
+            :attr:`Admission.QUEUED`, :attr:`Admission.FULL` (wait for space and
+            send again) or :attr:`Admission.CLOSED`.
+        """
+        if self.closed:
+            return Admission.CLOSED
+        if self.backlog and self._would_overflow(frame.size):
+            if self._state is State.OPEN:
+                return Admission.FULL
+            self.abort(CloseCode.INTERNAL_ERROR, "handshake queue overflow")
+            return Admission.CLOSED
+        (self._early if self._state is State.HANDSHAKE else self._queue).append(frame)
+        self._queued_bytes += frame.size
+        return Admission.QUEUED
+
+    def receive(self, frame: str | bytes, now: float) -> Inbound:
+        """Decide what one received frame is for.
+
+        Args:
+            frame: The frame's text or bytes, as received.
+            now: The current time, in seconds.
+
+        Returns:
+            :class:`Dispatch` (call a handler), :class:`Invalid` (a handled type
+            whose content failed validation), :class:`Unhandled`, or
+            :class:`Drop` when the session is no longer open. Never raises
+            because of the frame's content.
+        """
+        if self._state is not State.OPEN:
+            return Drop()
+        # Hook point: per-connection rate limits, frame-size caps and token
+        # expiry are checked here, before the frame is decoded, and turn a
+        # violation into a close (an action) and Drop. None is enforced yet.
+        return decide(self._handlers, frame)
+
+    def tick(self, now: float) -> None:
+        """Let time pass: the hook point for deadlines (token expiry, idle timeouts).
+
+        Nothing is time-based yet; an adapter may already call this on a timer.
+
+        Args:
+            now: The current time, in seconds.
+        """
+
+    def close(self, code: int, reason: str | None = None) -> None:
+        """Close after the frames already queued have been written.
+
+        Before the accept this refuses the handshake: nothing queued goes out and
+        no close frame is needed (the adapter denies the handshake). Closing a
+        closing or closed session does nothing.
+
+        Args:
+            code: The close code.
+            reason: A short reason, cut to 123 UTF-8 bytes.
+        """
+        if self.closed:
+            return
+        refusing = self._state is State.HANDSHAKE
+        self._set_closing(code, reason)
+        if refusing:
+            self._drop_queue()
+        else:
+            self._emit_close_last()
+
+    def abort(self, code: int, reason: str | None = None) -> None:
+        """Close now: drop whatever is queued and emit a :class:`Close` action.
+
+        Aborting a session that is already aborting or closed does nothing; an
+        abort during a graceful close overrides it (the first close code stays).
+
+        Args:
+            code: The close code sent.
+            reason: A short reason, cut to 123 UTF-8 bytes.
+        """
+        if self._state is State.CLOSED or self._aborted:
+            return
+        self._aborted = True
+        self._set_closing(code, reason)
+        self._drop_queue()
+        self._close_emitted = True
+        self._actions.append(Close(code, truncate_reason(reason)))
+
+    def fail(self) -> None:
+        """An unexpected error in the adapter: abort with ``INTERNAL_ERROR`` (1011).
+
+        The reason never carries the error's text.
+        """
+        self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def peer_closed(self, code: int) -> None:
+        """The peer closed the connection, or it was lost: nothing more goes out.
+
+        Args:
+            code: The close code the peer sent (1006 for a lost connection).
+        """
+        if self.close_code is None:
+            self.close_code = code
+        self._state = State.CLOSED
+        self._drop_queue()
+
+    def finished(self) -> None:
+        """The adapter is done with the connection, whatever was still in flight."""
+        self._state = State.CLOSED
+        self._drop_queue()
+
+    # -- outputs ---------------------------------------------------------------
+
+    def next_frame(self) -> Outbound | None:
+        """The writer's next step, in queue order; ``None`` when nothing is due.
+
+        Taking a frame releases its share of the limits, and taking the close
+        frame ends the session (``CLOSED``).
+        """
+        if self._state is State.HANDSHAKE or not self._queue:
+            return None
+        item = self._queue.popleft()
+        if isinstance(item, Close):
+            self._state = State.CLOSED
+        else:
+            self._queued_bytes -= item.size
+        return item
+
+    def actions(self) -> list[Action]:
+        """Take what must be done at once (a :class:`Close` from an abort)."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    # -- internals -------------------------------------------------------------
+
+    def _set_closing(self, code: int, reason: str | None) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = truncate_reason(reason)
+        self._state = State.CLOSING
+
+    def _would_overflow(self, size: int) -> bool:
+        return (
+            self.backlog >= self.limits.max_messages
+            or self._queued_bytes + size > self.limits.max_bytes
+        )
+
+    def _emit_close_last(self) -> None:
+        self._close_emitted = True
+        self._queue.append(Close(self.close_code or CloseCode.NORMAL, self.close_reason))
+
+    def _drop_queue(self) -> None:
+        self._early.clear()
+        self._queue.clear()
+        self._queued_bytes = 0
+
+    def __repr__(self) -> str:
+        return f"<Session {self._state.value} backlog={self.backlog}>"
