@@ -132,8 +132,9 @@ class Connection:
         handlers: Mapping[str, HandlerSpec] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        connection_id: str | None = None,
     ) -> None:
-        self.id: Final = uuid.uuid4().hex
+        self.id: Final = connection_id if connection_id is not None else uuid.uuid4().hex
         self.raw: Final = raw
         self._limits = limits
         self._clock = clock
@@ -213,6 +214,17 @@ class Connection:
             ``False`` if the connection is closed or was closed by this overflow.
         """
         return self._offer(Send.of_text(text))
+
+    def offer(self, frame: Send) -> bool:
+        """Queue a prepared frame without waiting; overflow closes the connection.
+
+        A broadcast prepares its frame once and offers that same object to every
+        recipient, so nothing is decoded or measured per recipient.
+
+        Returns:
+            ``False`` if the connection is closed or was closed by this overflow.
+        """
+        return self._offer(frame)
 
     def offer_bytes(self, data: bytes) -> bool:
         """Queue a room message of UTF-8 JSON bytes as a text frame, without waiting.

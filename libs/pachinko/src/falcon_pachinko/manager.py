@@ -25,6 +25,7 @@ from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
 from .presence import PresenceChange, PresenceHandler
+from .session import Send
 from .subjects import check_room
 
 __all__ = ["ManagerStats", "WebSocketConnectionManager"]
@@ -116,6 +117,14 @@ class WebSocketConnectionManager(BackendSink):
             self._started = False
 
     # -- registry (used by the route adapter) --------------------------------
+
+    def new_connection_id(self) -> str:
+        """A cluster-unique id for a new connection of this process.
+
+        With the NATS backend the id names this process, so that a direct message
+        for the connection goes to this process alone.
+        """
+        return self.backend.broker.new_connection_id()
 
     def register(self, conn: Connection, presence: str | None = None) -> None:
         """Make ``conn`` known to the manager (before ``on_connect`` runs)."""
@@ -254,15 +263,20 @@ class WebSocketConnectionManager(BackendSink):
         members = self._rooms.get(room)
         if not members:
             return
-        text = data.decode()
+        frame = _text_frame(data)
+        if frame is None:
+            return
         # Offering never awaits nor changes membership, so the dict needs no copy.
         for conn_id, conn in members.items():
             if conn_id != exclude:
-                self._offer(conn, text)
+                self._offer(conn, frame)
 
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
         conn = self._connections.get(connection_id)
-        return conn is not None and self._offer(conn, data.decode())
+        if conn is None:
+            return False
+        frame = _text_frame(data)
+        return frame is not None and self._offer(conn, frame)
 
     async def presence_changed(self, change: PresenceChange) -> None:
         handler = self.on_presence
@@ -279,8 +293,8 @@ class WebSocketConnectionManager(BackendSink):
         """Connections currently registered in this process."""
         return len(self._connections)
 
-    def _offer(self, conn: Connection, text: str) -> bool:
-        if conn.offer_text(text):
+    def _offer(self, conn: Connection, frame: Send) -> bool:
+        if conn.offer(frame):
             self.stats.frames_delivered += 1
             return True
         return False
@@ -304,6 +318,16 @@ class WebSocketConnectionManager(BackendSink):
             users[0] -= 1
             if users[0] == 0:
                 del self._room_locks[room]
+
+
+def _text_frame(data: bytes) -> Send | None:
+    # Decoded once per message, never per recipient. Bytes that are not UTF-8 did
+    # not come from a library producer; they are dropped, not sent as text.
+    try:
+        return Send.of_text(data.decode())
+    except UnicodeDecodeError:
+        log.warning("pachinko.undecodable_room_message", size=len(data))
+        return None
 
 
 def _check_room(room: str) -> None:

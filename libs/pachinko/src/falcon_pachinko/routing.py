@@ -66,7 +66,9 @@ class WebSocketRoute:
         self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, **params: Any
     ) -> None:
         handlers = self._resource_cls._pachinko_handlers
-        conn = Connection(ws, self._manager.limits, handlers)
+        conn = Connection(
+            ws, self._manager.limits, handlers, connection_id=self._manager.new_connection_id()
+        )
         resource = self._resource_cls(*self._args, **self._kwargs)
         resource._pachinko_conn = conn
         resource._pachinko_manager = self._manager

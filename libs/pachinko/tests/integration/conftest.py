@@ -166,7 +166,11 @@ class Node:
     async def connect(self, presence: str | None = None) -> WsClient:
         """An accepted connection registered with this node's manager."""
         sock = FakeSocket()
-        conn = Connection(sock, ConnectionLimits(close_timeout_s=1.0))  # type: ignore[arg-type]
+        conn = Connection(  # type: ignore[arg-type]
+            sock,
+            ConnectionLimits(close_timeout_s=1.0),
+            connection_id=self.manager.new_connection_id(),
+        )
         await conn.accept()
         self.manager.register(conn, presence)
         return WsClient(conn, sock)

@@ -211,6 +211,35 @@ async def test_send_to_connection_reaches_a_connection_on_another_node(cluster: 
     assert await here.sock.wait_texts(2) == ['{"to":"here"}', '{"to":"here","from":"b"}']
 
 
+async def test_send_to_connection_is_addressed_and_says_whether_it_was_delivered(
+    cluster: Cluster,
+) -> None:
+    a, b, c = await cluster.node(), await cluster.node(), await cluster.node()
+    there = await b.connect()
+    seen_by_c: list[str] = []
+    spy = await cluster.client()
+    await spy.subscribe(c.backend.subjects.direct_node(c.backend.node_id), cb=_record(seen_by_c))
+    await spy.subscribe(c.backend.subjects.direct + ".>", cb=_record(seen_by_c))
+    await spy.flush()
+    assert await a.manager.send_to_connection(there.id, {"n": 1})
+    # Only b's own subject carried it: nothing addressed to c, one message in all.
+    assert seen_by_c == [there.id.partition("-")[0]]
+    assert not await a.manager.send_to_connection(f"{b.backend.node_id}-gone", {"n": 2})
+    await there.conn.close()
+    assert not await a.manager.send_to_connection(there.id, {"n": 3})
+    await b.kill()
+    assert not await a.manager.send_to_connection(there.id, {"n": 4})  # no such node any more
+    assert not await a.manager.send_to_connection("not-a-connection-id", {"n": 5})
+    assert await there.sock.wait_texts(1) == ['{"n":1}']
+
+
+def _record(into: list[str]) -> Any:
+    async def callback(msg: Any) -> None:
+        into.append(msg.subject.rsplit(".", 1)[-1])
+
+    return callback
+
+
 async def test_one_subscription_per_room_however_many_members(cluster: Cluster) -> None:
     a, b = await cluster.node(), await cluster.node()
     watcher = await a.join("marker")

@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from falcon_pachinko import Connection, InProcessBackend, Member, WebSocketConnectionManager
+from falcon_pachinko import Backend, Connection, Member, WebSocketConnectionManager
+from falcon_pachinko.backends import InProcessBroker, InProcessPresence
 from falcon_pachinko.testing import scaled
 
 BOUND_S = scaled(0.5)
@@ -18,23 +19,23 @@ BOUND_S = scaled(0.5)
 MakeConnection = Any  # conftest.make_connection: (**limits) -> (Connection, FakeSocket)
 
 
-class RecordingBackend(InProcessBackend):
-    """The in-process backend, recording calls.
+class RecordingBackend(Backend):
+    """The in-process backend, recording calls to its broker and its presence.
 
     ``pause`` makes every call yield first, as a networked backend would, so that
     concurrent joins and leaves interleave. Clearing ``gate`` holds ``subscribe``.
     """
 
     def __init__(self, *, pause: bool = False) -> None:
-        super().__init__()
         self.calls: list[tuple[str, str]] = []
         self.published: list[bytes] = []
         self.pause = pause
         self.gate = asyncio.Event()
         self.gate.set()
         self.entered = asyncio.Event()
+        super().__init__(_RecordingBroker(self), _RecordingPresence(self))
 
-    async def _step(self, name: str, room: str) -> None:
+    async def step(self, name: str, room: str) -> None:
         if self.pause:
             await asyncio.sleep(0)
         self.calls.append((name, room))
@@ -46,27 +47,39 @@ class RecordingBackend(InProcessBackend):
         subs = self.subscriptions(room)
         return bool(subs) and subs[-1] == "subscribe"
 
+
+class _RecordingBroker(InProcessBroker):
+    def __init__(self, recorder: RecordingBackend) -> None:
+        super().__init__()
+        self.recorder = recorder
+
     async def subscribe(self, room: str) -> None:
-        self.entered.set()
-        await self.gate.wait()
-        await self._step("subscribe", room)
+        self.recorder.entered.set()
+        await self.recorder.gate.wait()
+        await self.recorder.step("subscribe", room)
         await super().subscribe(room)
 
     async def unsubscribe(self, room: str) -> None:
-        await self._step("unsubscribe", room)
+        await self.recorder.step("unsubscribe", room)
         await super().unsubscribe(room)
 
+    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
+        self.recorder.published.append(data)
+        await super().publish(room, data, exclude=exclude)
+
+
+class _RecordingPresence(InProcessPresence):
+    def __init__(self, recorder: RecordingBackend) -> None:
+        super().__init__()
+        self.recorder = recorder
+
     async def member_joined(self, room: str, member: Member) -> None:
-        await self._step("member_joined", room)
+        await self.recorder.step("member_joined", room)
         await super().member_joined(room, member)
 
     async def member_left(self, room: str, member: Member) -> None:
-        await self._step("member_left", room)
+        await self.recorder.step("member_left", room)
         await super().member_left(room, member)
-
-    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
-        self.published.append(data)
-        await super().publish(room, data, exclude=exclude)
 
 
 class Hub:

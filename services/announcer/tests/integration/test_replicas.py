@@ -111,8 +111,8 @@ async def test_two_replicas_announce_exactly_once_per_room_per_period() -> None:
             )
         )
         for room in ROOMS:
-            await members.backend.subscribe(room)
-            await members.backend.member_joined(
+            await members.backend.broker.subscribe(room)
+            await members.backend.presence.member_joined(
                 room, Member(connection_id=f"c-{room}", presence="ann")
             )
 

@@ -76,7 +76,8 @@ async def test_ready_announces_and_exits_0_on_sigterm() -> None:
         await directory.start()
         members = WebSocketConnectionManager(NatsBackend(servers=server.url))
         await members.start()
-        await members.backend.member_joined("general", Member(connection_id="c1", presence="ann"))
+        ann = Member(connection_id="c1", presence="ann")
+        await members.backend.presence.member_joined("general", ann)
         received: asyncio.Queue[bytes] = asyncio.Queue()
 
         async def record(msg: Msg) -> None:
