@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, BackendSink, Broker, InProcessBackend, Member, Presence
-from .close_codes import CloseCode, is_reconnectable
+from .close_codes import CloseCode, ReceivedCloseCode, is_reconnectable
 from .connection import Connection, ConnectionLimits, WebSocketLike
 from .dispatch import handles_message
 from .errors import BackendError, ConnectionClosed, HandlerConfigurationError, PachinkoError
@@ -45,6 +45,7 @@ __all__ = [
     "Presence",
     "PresenceChange",
     "PresenceHandler",
+    "ReceivedCloseCode",
     "WebSocketConnectionManager",
     "WebSocketLike",
     "WebSocketResource",

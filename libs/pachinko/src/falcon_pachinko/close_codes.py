@@ -21,6 +21,7 @@ from enum import IntEnum
 from typing import Final
 
 __all__ = [
+    "ReceivedCloseCode",
     "RECONNECTABLE",
     "TERMINAL",
     "CloseCode",
@@ -53,6 +54,18 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     #: The client did not read fast enough: its bounded outbound queue overflowed.
     SLOW_CONSUMER = 4001
+
+
+class ReceivedCloseCode(IntEnum):
+    """Codes that describe how a connection ended but are never sent (RFC 6455 7.4.1).
+
+    ``on_disconnect`` receives them when the peer gave no code or vanished.
+    """
+
+    #: The peer's close frame carried no status code.
+    NO_STATUS = 1005
+    #: The connection was lost without a close frame.
+    ABNORMAL_CLOSURE = 1006
 
 
 #: RFC codes that describe a transient condition. 1013 ("try again later") is not

@@ -34,7 +34,7 @@ import falcon.errors
 import msgspec
 import structlog
 
-from .close_codes import CloseCode
+from .close_codes import CloseCode, ReceivedCloseCode
 from .errors import ConnectionClosed
 from .session import Admission, Close, Inbound, QueueLimits, Send, Session
 
@@ -63,7 +63,7 @@ class WebSocketLike(Protocol):
 
     async def send_data(self, payload: bytes) -> None: ...
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+    async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None: ...
 
 
 class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -191,7 +191,7 @@ class Connection:
             raise TypeError("payload must be bytes")
         await self._send(Send.of_binary(bytes(payload)))
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
         """Close the connection after the frames already queued have been sent.
 
         Before the accept this refuses the handshake and nothing queued goes out.
@@ -325,7 +325,7 @@ class Connection:
                 await self._write(item)
         except (falcon.errors.WebSocketDisconnected, ConnectionError) as exc:
             # Nothing will drain the queue now: release senders waiting for space.
-            self.mark_closed(getattr(exc, "code", 1006))
+            self.mark_closed(getattr(exc, "code", ReceivedCloseCode.ABNORMAL_CLOSURE))
         except Exception:
             # NOTE: a bug below us (server, middleware, Falcon). Log it here, where
             # the traceback is, and close: an open socket nobody writes to would

@@ -4,7 +4,8 @@ Lifecycle of a connection::
 
     resource = ResourceClass(*args, **kwargs); manager.register(conn)
     on_connect(req, ws, **params) ──False/raises──▶ HTTP 403, nothing sent,
-        │ True                                      no on_disconnect
+        │ True                   raises HTTPError ──▶ its status        no on_disconnect
+        │                       raises BackendError ──▶ HTTP 503
         │ closed meanwhile (overflow, abort)? ──▶ no accept (HTTP 403) ─┐
     accept; frames sent inside on_connect go out first                  │
     receive loop: one frame at a time                                   │
@@ -22,15 +23,16 @@ runs for every connection, rejected or not.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import falcon.errors
 import structlog
 
-from .close_codes import CloseCode
+from .close_codes import CloseCode, ReceivedCloseCode
 from .connection import Connection
-from .errors import ConnectionClosed
+from .errors import BackendError, ConnectionClosed
+from .handshake import refuse
 from .session import Dispatch, Drop, Inbound, Invalid, Unhandled
 
 if TYPE_CHECKING:
@@ -44,7 +46,10 @@ __all__ = ["WebSocketRoute"]
 log = structlog.get_logger(__name__)
 
 # RFC 6455 7.1.5: "no status code was actually present".
-_NO_STATUS = 1005
+_NO_STATUS = ReceivedCloseCode.NO_STATUS
+
+#: Suggested to a client refused because the backend is away.
+_RETRY_AFTER_S = 1
 
 
 class WebSocketRoute:
@@ -97,6 +102,14 @@ class WebSocketRoute:
     ) -> bool:
         try:
             accepted = await resource.on_connect(req, conn, **params)
+        except falcon.errors.HTTPError as exc:
+            await _refuse(req, conn, exc.status_code, _retry_after(exc))
+            return False
+        except BackendError:
+            # The infrastructure is away; the client is welcome to try again.
+            log.warning("pachinko.on_connect_unavailable")
+            await _refuse(req, conn, 503, _RETRY_AFTER_S)
+            return False
         except Exception:
             log.exception("pachinko.on_connect_failed")
             accepted = False
@@ -115,7 +128,7 @@ class WebSocketRoute:
                 await conn.accept()
             except (falcon.errors.WebSocketDisconnected, ConnectionError):
                 # The client went away during on_connect; the resource saw it accepted.
-                conn.mark_closed(1006)
+                conn.mark_closed(ReceivedCloseCode.ABNORMAL_CLOSURE)
                 return
             await self._receive_loop(resource, conn)
         except Exception:
@@ -136,6 +149,25 @@ class WebSocketRoute:
                 await _perform(resource, conn, conn.receive(frame), frame)
             except ConnectionClosed:
                 return
+
+
+def _retry_after(exc: falcon.errors.HTTPError) -> int | None:
+    headers = exc.headers
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for name, value in pairs:
+        if name.lower() == "retry-after" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _refuse(
+    req: falcon.asgi.Request, conn: Connection, status: int, retry_after_s: int | None
+) -> None:
+    if status == 403:
+        await conn.close(CloseCode.POLICY_VIOLATION)
+        return
+    conn.mark_closed(CloseCode.POLICY_VIOLATION)  # nothing queued may go out
+    await refuse(req, conn.raw, status, retry_after_s)
 
 
 async def _receive_frame(ws: falcon.asgi.WebSocket) -> str | bytes:

@@ -43,6 +43,20 @@ class _RedactRecord(logging.Filter):
         return True
 
 
+class _DropDenialNoise(logging.Filter):
+    """Drop uvicorn's false alarm after a handshake refused with an HTTP status.
+
+    NOTE: uvicorn's websockets-sansio protocol does not mark the handshake done
+    after a ``websocket.http.response`` denial, so it logs this at ERROR for every
+    503 the gateway answers (https://github.com/Kludex/uvicorn/pull/3138). The
+    library always ends a handshake (accept, close or denial), so the message
+    says nothing here.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Send structlog and standard-library logs to stderr, one rendering for both."""
     shared: list[Any] = [
@@ -81,3 +95,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    for old in [f for f in uvicorn_error.filters if isinstance(f, _DropDenialNoise)]:
+        uvicorn_error.removeFilter(old)
+    uvicorn_error.addFilter(_DropDenialNoise())

@@ -14,11 +14,11 @@ from chat_protocol import subjects
 from chat_runtime.lifecycle import wait_for_shutdown
 from chat_runtime.natsconn import connect_nats
 from chat_runtime.ops import serve_ops
-from falcon_pachinko import WebSocketConnectionManager, WorkerController
-from falcon_pachinko.backends.nats import NatsBackend
+from falcon_pachinko import WorkerController
 
 from .lease import KvPeriodLease
 from .metrics import Metrics
+from .rooms import ClusterRooms
 from .settings import Settings
 
 __all__ = ["run"]
@@ -31,14 +31,9 @@ async def run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     conn = await connect_nats(settings, "announcer", registry)
-    # Publishing into rooms and asking which rooms exist go through the library;
-    # the announcer has no members, so it reports no presence.
-    manager = WebSocketConnectionManager(
-        NatsBackend(client=conn.client, subject_prefix=subjects.PREFIX, presence=False)
-    )
+    rooms = ClusterRooms(conn.client, subjects.PREFIX)
     controller = WorkerController()
     try:
-        await manager.start()
         lease = KvPeriodLease(
             conn.client,
             bucket=settings.announce_lease_bucket,
@@ -48,7 +43,7 @@ async def run(settings: Settings) -> int:
         await _prepare(lease)
         await controller.start(
             announcement_worker,
-            conn_mgr=manager,
+            conn_mgr=rooms,
             interval_s=settings.announce_interval_s,
             text=settings.announce_text,
             room_prefix=settings.announce_room_prefix,
@@ -69,7 +64,6 @@ async def run(settings: Settings) -> int:
             code = await wait_for_shutdown(conn)
     finally:
         await controller.stop()
-        await manager.stop()
         await conn.drain(settings.nats_drain_timeout_s)
     return code
 

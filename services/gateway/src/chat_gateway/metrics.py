@@ -64,7 +64,7 @@ class Metrics:
         registry.register(_ManagerCollector(manager))
         self.handshakes_rejected = Counter(
             "chat_gateway_handshakes_rejected_total",
-            "WebSocket handshakes refused with HTTP 403, by reason",
+            "WebSocket handshakes refused (HTTP 403, or 503 for unavailable), by reason",
             ["reason"],
             registry=registry,
         )

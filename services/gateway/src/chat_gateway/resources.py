@@ -88,7 +88,12 @@ class ChatRoomResource(WebSocketResource):
         self.user = user
         self.room_name = room_name
         self.set_presence(user.name)
-        await self.join_room(room_name)
+        try:
+            await self.join_room(room_name)
+        except BackendError:
+            # NATS is away: the library answers 503 (retry), not 403 (refused).
+            self._reject("unavailable")
+            raise
         welcome = f"Welcome {user.name} to room '{room_name}'!"
         await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
         await self._send_roster(ws)

@@ -10,10 +10,23 @@ from typing import Any
 
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 from websockets.exceptions import ConnectionClosed
 
+from chat_gateway.app import create_app
+from chat_gateway.server import uvicorn_options
+from chat_gateway.settings import load_settings
 from chat_protocol.messages import MAX_TEXT_CHARS
-from falcon_pachinko.testing import LiveServer, WSClient, connect, handshake_status, scaled
+from falcon_pachinko import Backend, BackendError
+from falcon_pachinko.backends import InProcessBroker, InProcessPresence
+from falcon_pachinko.testing import (
+    LiveServer,
+    WSClient,
+    connect,
+    handshake_status,
+    scaled,
+    serve,
+)
 
 from .conftest import StartGateway
 
@@ -326,3 +339,21 @@ async def test_a_typist_who_disconnects_stops_typing(start_gateway: StartGateway
         stopped = await watcher.expect("serverUserTyping")
         assert stopped["payload"] == {"user": "Typist", "isTyping": False}
         await watcher.expect("serverUserLeft")
+
+
+class _UnreachableBroker(InProcessBroker):
+    async def subscribe(self, room: str) -> None:
+        raise BackendError("NATS is unavailable; cannot join the room")
+
+
+async def test_a_backend_failure_while_joining_is_503_not_403() -> None:
+    settings = load_settings({"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0"})
+    registry = CollectorRegistry()
+    backend = Backend(_UnreachableBroker(), InProcessPresence())
+    app = create_app(settings, backend, registry=registry)
+    async with serve(app, **{**uvicorn_options(settings), "port": 0}) as server:
+        assert await handshake_status(chat_url(server, "general", "Ann")) == 503
+        assert await handshake_status(chat_url(server, "general")) == 403  # no identity
+    rejected = "chat_gateway_handshakes_rejected_total"
+    assert registry.get_sample_value(rejected, {"reason": "unavailable"}) == 1
+    assert registry.get_sample_value(rejected, {"reason": "unauthenticated"}) == 1

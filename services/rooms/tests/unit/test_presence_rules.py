@@ -9,8 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chat_rooms.metrics import Metrics
-from chat_rooms.presence import typists_to_stop
-from chat_rooms.service import PresenceRules
+from chat_rooms.presence import PresenceRules, typists_to_stop
 from falcon_pachinko import BackendError, Member
 from falcon_pachinko.membership import Lost, Registry
 from falcon_pachinko.presence import PresenceChange

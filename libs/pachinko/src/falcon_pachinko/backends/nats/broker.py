@@ -99,7 +99,11 @@ class NatsBroker(Broker):
         if room in self._rooms:
             return
         callback = functools.partial(self._on_room_message, room)
-        self._rooms[room] = await self._nc.subscribe(self.subjects.room(room), cb=callback)
+        try:
+            sub = await self._nc.subscribe(self.subjects.room(room), cb=callback)
+        except UNAVAILABLE as exc:
+            raise BackendError("NATS is unavailable; cannot join the room") from exc
+        self._rooms[room] = sub
         # Round trip, so traffic published after this returns is delivered here.
         await flush_sent(self._nc, self._request_timeout_s)
 
