@@ -120,6 +120,8 @@ class Directory:
         self._expiry: asyncio.Task[None] | None = None
         self.events_applied = 0
         self.events_rejected = 0
+        #: Expiry checks run (skipped ones after a stall excluded).
+        self.expiry_checks = 0
 
     async def start(self) -> None:
         """Subscribe, start answering queries, and ask every node for a snapshot."""
@@ -184,9 +186,20 @@ class Directory:
         await self._perform(actions)
 
     async def _expire_loop(self) -> None:
+        interval = self._expiry_interval_s
+        last = self._clock()
         while True:
-            await asyncio.sleep(self._expiry_interval_s)
-            await self._perform(self.registry.expire(self._clock()))
+            await asyncio.sleep(interval)
+            now, previous = self._clock(), last
+            last = now
+            if now - previous > 2 * interval:
+                # This loop stalled (a long pause, an overloaded host): heartbeats
+                # may be waiting unread. Expiring now would declare live gateways
+                # dead; apply what queued up first and check on the next round.
+                log.warning("pachinko.directory_stalled", seconds=round(now - previous, 2))
+                continue
+            self.expiry_checks += 1
+            await self._perform(self.registry.expire(now))
 
     async def _perform(self, actions: list[Action]) -> None:
         lost = [a for a in actions if isinstance(a, Lost)]

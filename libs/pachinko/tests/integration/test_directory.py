@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog
 
 from falcon_pachinko import BackendError, Member
 from falcon_pachinko.membership import Delta, Heartbeat
@@ -219,6 +220,29 @@ async def test_a_node_that_dies_silently_has_its_members_reported_lost(cluster: 
     assert {x.node for x in handle.lost} == {doomed.backend.node_id}
     assert await survivor.manager.get_rooms_by_prefix("") == ["r"]
     assert await survivor.manager.room_members("r") == [member(s1, "sam")]
+
+
+async def test_a_stalled_directory_applies_queued_heartbeats_before_expiring(
+    cluster: Cluster,
+) -> None:
+    offset = [0.0]
+    handle = await cluster.directory(
+        ttl_s=1.0, expiry_interval_s=0.1, clock=lambda: time.monotonic() + offset[0]
+    )
+    directory = handle.directory
+    node = await cluster.node(heartbeat_interval_s=0.1)
+    await node.join("r", presence="ann")
+    await node.manager.get_rooms_by_prefix("")
+    checks = directory.expiry_checks
+    # Ten TTLs pass at once for the directory, as if its loop had been paused.
+    offset[0] = 10.0
+    with structlog.testing.capture_logs() as logs:
+        await handle.wait_applied(
+            lambda: directory.expiry_checks >= checks + 3, what="three more expiry checks"
+        )
+    assert any(e["event"] == "pachinko.directory_stalled" for e in logs)
+    assert handle.lost == []  # the live node was never declared dead
+    assert await node.manager.get_rooms_by_prefix("") == ["r"]
 
 
 async def test_a_node_that_stops_cleanly_says_goodbye(cluster: Cluster) -> None:

@@ -43,8 +43,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     backend: Literal["nats", "memory"] = "nats"
     #: Seconds between membership heartbeats to the rooms service (one per gateway,
     #: not per connection). The rooms service's CHAT_PRESENCE_TTL_S must be a few
-    #: times longer (10 s by default).
-    heartbeat_interval_s: PositiveFloat = 3.0
+    #: times longer (5 s by default, three heartbeats and some).
+    heartbeat_interval_s: PositiveFloat = 1.5
     #: ``jwt``: verify an HS256 token given as ``?token=``. ``dev``: trust
     #: ``?user=Name`` (development only; a warning is logged).
     auth: Literal["jwt", "dev"] = "jwt"

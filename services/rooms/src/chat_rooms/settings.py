@@ -17,12 +17,13 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     """Rooms service settings. Field ``x`` is read from ``CHAT_X``."""
 
     #: A gateway silent for this long is declared dead and its users announced as
-    #: left. Must exceed a few gateway heartbeat intervals (3 s by default); 10 s
-    #: keeps the announcement well within 15 s of the crash.
-    presence_ttl_s: PositiveFloat = 10.0
+    #: left. Must exceed a few gateway heartbeat intervals (1.5 s by default); 5 s
+    #: keeps a dead gateway's users (and typists: the gateways' CHAT_TYPING_TTL_S is
+    #: 6 s) announced within 5.5 s of the crash.
+    presence_ttl_s: PositiveFloat = 5.0
     #: How often dead gateways are looked for; adds at most this much to the TTL
     #: and to the grace.
-    presence_check_interval_s: PositiveFloat = 1.0
+    presence_check_interval_s: PositiveFloat = 0.5
     #: When a gateway shuts down gracefully (SIGTERM; its clients get 1012 and
     #: reconnect), its users stay present this long: a user back on any gateway
     #: within it is neither announced as left nor as joined. 5 s covers a client's
