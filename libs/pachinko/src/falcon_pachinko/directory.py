@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -63,6 +63,7 @@ __all__ = ["Directory", "LostHandler"]
 log = structlog.get_logger(__name__)
 
 LostHandler = Callable[[list[Lost]], Awaitable[None]]
+Q = TypeVar("Q", RoomsQuery, MembersQuery, PresenceQuery)
 
 _encoder: Final = msgspec.json.Encoder()
 _FLUSH_TIMEOUT_S: Final = 2.0
@@ -232,32 +233,33 @@ class Directory:
     # -- queries ---------------------------------------------------------------
 
     async def _on_rooms_query(self, req: Request) -> None:
-        try:
-            query = _rooms_query.decode(req.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            await req.respond_error("400", "invalid rooms query")
-            return
-        await self._await_asker(query.node, query.seq)
-        rooms = self.registry.rooms_by_prefix(query.prefix)
-        await req.respond(_encoder.encode(RoomsReply(rooms)))
+        query = await self._read_query(req, _rooms_query, "rooms")
+        if query is not None:
+            await self._answer(req, RoomsReply(self.registry.rooms_by_prefix(query.prefix)))
 
     async def _on_members_query(self, req: Request) -> None:
-        try:
-            query = _members_query.decode(req.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            await req.respond_error("400", "invalid members query")
-            return
-        await self._await_asker(query.node, query.seq)
-        await req.respond(_encoder.encode(MembersReply(self.registry.members(query.room))))
+        query = await self._read_query(req, _members_query, "members")
+        if query is not None:
+            await self._answer(req, MembersReply(self.registry.members(query.room)))
 
     async def _on_presence_query(self, req: Request) -> None:
+        query = await self._read_query(req, _presence_query, "presence")
+        if query is not None:
+            await self._answer(req, PresenceReply(self.registry.identities(query.room)))
+
+    async def _read_query(
+        self, req: Request, decoder: msgspec.json.Decoder[Q], kind: str
+    ) -> Q | None:
+        """Decode a query (answering 400 if it is malformed) once the asker is caught up."""
         try:
-            query = _presence_query.decode(req.data)
+            query = decoder.decode(req.data)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            await req.respond_error("400", "invalid presence query")
-            return
+            await req.respond_error("400", f"invalid {kind} query")
+            return None
         await self._await_asker(query.node, query.seq)
-        reply = PresenceReply(self.registry.identities(query.room))
+        return query
+
+    async def _answer(self, req: Request, reply: msgspec.Struct) -> None:
         await req.respond(_encoder.encode(reply))
 
     async def _await_asker(self, node: str | None, seq: int) -> None:

@@ -134,6 +134,8 @@ class RoomsReply(msgspec.Struct, frozen=True):
 
 
 class MembersQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The members of ``room``; ``node``/``seq`` as in :class:`RoomsQuery`."""
+
     room: str
     node: str | None = None
     seq: int = 0
@@ -143,12 +145,8 @@ class MembersReply(msgspec.Struct, frozen=True):
     members: list[Member]
 
 
-class PresenceQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is present in ``room`` (identities, each once)."""
-
-    room: str
-    node: str | None = None
-    seq: int = 0
+class PresenceQuery(MembersQuery, frozen=True, kw_only=True):
+    """Who is present in ``room`` (identities, each once); fields as :class:`MembersQuery`."""
 
 
 class PresenceReply(msgspec.Struct, frozen=True):
