@@ -357,3 +357,37 @@ async def test_a_backend_failure_while_joining_is_503_not_403() -> None:
     rejected = "chat_gateway_handshakes_rejected_total"
     assert registry.get_sample_value(rejected, {"reason": "unavailable"}) == 1
     assert registry.get_sample_value(rejected, {"reason": "unauthenticated"}) == 1
+
+
+class _FlakyBroker(InProcessBroker):
+    """Fails publishes whose text asks for it: a NATS outage, or a bug below the handler."""
+
+    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
+        if b'"nats is down"' in data:
+            raise BackendError("NATS is unavailable; the message was not sent")
+        if b'"bug"' in data:
+            raise RuntimeError("a bug with a secret detail")
+        await super().publish(room, data, exclude=exclude)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        pytest.param("nats is down", "unavailable", id="backend-error-unavailable"),
+        pytest.param("bug", "internal", id="handler-bug-internal"),
+    ],
+)
+async def test_a_failed_send_is_answered_and_the_session_goes_on(text: str, code: str) -> None:
+    settings = load_settings({"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0"})
+    app = create_app(settings, Backend(_FlakyBroker(), InProcessPresence()))
+    async with (
+        serve(app, **{**uvicorn_options(settings), "port": 0}) as server,
+        connect(chat_url(server, "general", "Ann")) as client,
+    ):
+        await client.expect("serverPresence")
+        await client.send_json(send_message(text))
+        error = await client.expect("serverError")
+        assert error["payload"]["code"] == code
+        assert "secret" not in error["payload"]["error"]  # no exception text
+        await client.send_json(send_message("still here"))
+        assert (await client.expect("serverNewMessage"))["payload"]["text"] == "still here"
