@@ -134,3 +134,55 @@ async def test_worker_announces_to_every_room_found_by_prefix() -> None:
                 "serverNewMessage",
             ]
     assert seed.controller.running == 0
+
+
+async def test_the_seed_resource_runs_unchanged_across_two_processes_on_nats(
+    pachinko_nats: Any,
+) -> None:
+    import falcon.asgi
+    import nats
+
+    import falcon_pachinko
+    from falcon_pachinko.backends.nats import NatsBackend
+    from falcon_pachinko.directory import Directory
+    from falcon_pachinko.subjects import Subjects
+
+    server = await pachinko_nats()
+    seed = load_seed()
+    nc = await nats.connect(server.url)
+    directory = Directory(nc, Subjects("chat"), ttl_s=10)
+    await directory.start()
+
+    def gateway() -> Any:
+        # The seed's resource and middleware as written; only the backend differs.
+        app = falcon.asgi.App(middleware=[seed.AuthMiddleware()])
+        falcon_pachinko.install(app, NatsBackend(server.url))
+        app.add_websocket_route("/ws/chat/{room_name}", seed.ChatRoomResource)
+        return app
+
+    try:
+        async with serve(gateway()) as a, serve(gateway()) as b:
+            async with connect(a.ws_url("/ws/chat/chat_general", user="Alice")) as alice:
+                await alice.expect("serverSystemMessage")
+                async with connect(b.ws_url("/ws/chat/chat_general", user="Bob")) as bob:
+                    await bob.expect("serverSystemMessage")
+                    joined = await alice.expect("serverUserJoined")
+                    assert joined["payload"] == {"user": "Bob"}
+                    await bob.send_json(
+                        {"type": "clientSendMessage", "payload": {"text": "Hi from b"}}
+                    )
+                    expected = {
+                        "type": "serverNewMessage",
+                        "payload": {"user": "Bob", "text": "Hi from b"},
+                    }
+                    assert await alice.expect("serverNewMessage") == expected
+                    assert await bob.expect("serverNewMessage") == expected
+                    await bob.send_json({"type": "clientStartTyping"})
+                    typing = await alice.expect("serverUserTyping")
+                    assert typing["payload"] == {"user": "Bob", "isTyping": True}
+                left = await alice.expect("serverUserLeft")
+                assert left["payload"] == {"user": "Bob"}
+                assert not [m for m in bob.received if m["type"] == "serverUserTyping"]
+    finally:
+        await directory.stop()
+        await nc.close()

@@ -12,6 +12,7 @@ import pytest
 
 from falcon_pachinko import Backend, Connection, Member, WebSocketConnectionManager
 from falcon_pachinko.backends import InProcessBroker, InProcessPresence
+from falcon_pachinko.presence import PresenceChange
 from falcon_pachinko.testing import scaled
 
 BOUND_S = scaled(0.5)
@@ -335,6 +336,63 @@ async def test_room_members_reports_presence_labels(make_hub: Any) -> None:
         Member(connection_id=alice.id, presence="alice"),
         Member(connection_id=bob.id, presence="bob"),
     ]
+
+
+async def test_presence_is_first_in_last_out_per_identity(make_hub: Any) -> None:
+    hub = await make_hub()
+    changes: list[PresenceChange] = []
+
+    async def hook(change: PresenceChange) -> None:
+        changes.append(change)
+
+    hub.manager.on_presence = hook
+    tab1, _ = await hub.connect(presence="alice")
+    tab2, _ = await hub.connect(presence="alice")
+    bob, _ = await hub.connect(presence="bob")
+    anonymous, _ = await hub.connect()
+    for conn in (tab1, tab2, bob, anonymous):
+        await hub.manager.join_room(conn, "lobby")
+    assert await hub.manager.presence("lobby") == ["alice", "bob"]
+    assert [(c.identity, c.present, c.connection_id) for c in changes] == [
+        ("alice", True, tab1.id),
+        ("bob", True, bob.id),
+    ]
+
+    await hub.manager.leave_room(tab1, "lobby")
+    assert len(changes) == 2  # alice is still here
+    await hub.manager.unregister(tab2)
+    assert changes[-1] == PresenceChange(
+        room="lobby", identity="alice", present=False, connection_id=tab2.id
+    )
+    assert await hub.manager.presence("lobby") == ["bob"]
+
+
+async def test_a_failing_presence_hook_does_not_undo_the_join(make_hub: Any) -> None:
+    hub = await make_hub()
+
+    async def hook(change: PresenceChange) -> None:
+        raise RuntimeError("a bug in the hook")
+
+    hub.manager.on_presence = hook
+    conn, _ = await hub.connect(presence="alice")
+    await hub.manager.join_room(conn, "lobby")
+    assert hub.manager.rooms_of(conn) == {"lobby"}
+    assert await hub.manager.presence("lobby") == ["alice"]
+
+
+async def test_departures_during_shutdown_are_not_announced(make_hub: Any) -> None:
+    hub = await make_hub()
+    changes: list[PresenceChange] = []
+
+    async def hook(change: PresenceChange) -> None:
+        changes.append(change)
+
+    hub.manager.on_presence = hook
+    conn, _ = await hub.connect(presence="alice")
+    await hub.manager.join_room(conn, "lobby")
+    hub.manager.begin_shutdown()
+    await hub.manager.unregister(conn)
+    assert [c.present for c in changes] == [True]
 
 
 async def test_stop_closes_open_connections_with_service_restart(make_hub: Any) -> None:
