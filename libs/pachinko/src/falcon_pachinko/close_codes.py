@@ -42,6 +42,11 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     #: The server is going away for good on this address (RFC 6455).
     GOING_AWAY = 1001
+    #: The peer broke the WebSocket protocol (RFC 6455): an unmasked client frame,
+    #: reserved bits, a control frame over 125 bytes. Sent by the server below us.
+    PROTOCOL_ERROR = 1002
+    #: A text frame was not valid UTF-8 (RFC 6455). Sent by the server below us.
+    INVALID_FRAME_PAYLOAD = 1007
     #: The client broke a rule of the protocol or of the application (RFC 6455).
     #: Sent when ``on_connect`` refuses a connection, which the server turns into
     #: an HTTP 403 answer to the handshake.
@@ -54,6 +59,12 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     #: The client did not read fast enough: its bounded outbound queue overflowed.
     SLOW_CONSUMER = 4001
+    #: The connection outlived its credentials (a token's ``exp``): reconnect with
+    #: fresh ones.
+    CREDENTIALS_EXPIRED = 4002
+    #: An operator removed this identity (a kick, a revocation): do not reconnect
+    #: with the same credentials.
+    KICKED = 4501
 
 
 class ReceivedCloseCode(IntEnum):

@@ -125,6 +125,8 @@ class ErrorCode:
     INTERNAL = "internal"
     #: NATS could not take the message (an outage longer than the buffer covers).
     UNAVAILABLE = "unavailable"
+    #: The connection sent faster than its rate limit; the message was dropped.
+    RATE_LIMITED = "rate_limited"
 
 
 class ErrorPayload(_Outbound, frozen=True):
