@@ -22,6 +22,7 @@ import uvicorn
 from chat_runtime.natsconn import NatsConnection
 from chat_runtime.server import Server
 
+from .httpguard import header_deadline_protocol
 from .settings import Settings
 
 __all__ = ["Draining", "banner", "serve", "uvicorn_options"]
@@ -87,12 +88,23 @@ def _announce(settings: Settings, port: int) -> None:
     log.info("service.ready", service="gateway", port=port)
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options, every WebSocket limit spelled out (tests reuse them)."""
+def uvicorn_options(
+    settings: Settings, on_header_timeout: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """uvicorn's options, every WebSocket limit spelled out (tests reuse them).
+
+    Args:
+        settings: The gateway's settings.
+        on_header_timeout: Called for each connection dropped because its request
+            headers took longer than ``CHAT_HANDSHAKE_TIMEOUT_S``.
+    """
     return {
         "host": settings.host,
         "port": settings.port,
-        "http": "httptools",
+        # httptools, with a deadline for request headers (slowloris).
+        "http": header_deadline_protocol(
+            settings.handshake_timeout_s, on_header_timeout or _log_header_timeout
+        ),
         "ws": "websockets-sansio",
         # Never uvicorn's 16 MiB default: larger frames close with MESSAGE_TOO_BIG.
         "ws_max_size": settings.ws_max_bytes,
@@ -106,6 +118,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
+
+
+def _log_header_timeout() -> None:
+    log.warning("http.header_timeout")
 
 
 def banner(settings: Settings, port: int | None = None) -> str:

@@ -63,6 +63,10 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: ``CloseCode.MESSAGE_TOO_BIG``. 64 KiB: ample for the largest valid chat
     #: message, small enough to bound abuse.
     ws_max_bytes: Annotated[int, Meta(le=16 * 1024 * 1024)] = 64 * 1024
+    #: Seconds a client has to send its complete HTTP request headers; a slower one
+    #: (slowloris) is dropped before any route or authentication runs. 10 s is
+    #: generous for any real client, even on a mobile network.
+    handshake_timeout_s: PositiveFloat = 10.0
     #: Protocol-level pings detect dead peers; 20 s matches common proxy idle limits.
     ws_ping_interval_s: PositiveFloat = 20.0
     ws_ping_timeout_s: PositiveFloat = 20.0
