@@ -44,6 +44,8 @@ from nats.micro.service import Service
 from .backends.nats import flush_sent
 from .membership import (
     Action,
+    ConnectionsQuery,
+    CountReply,
     Lost,
     MembersQuery,
     MembersReply,
@@ -63,13 +65,14 @@ __all__ = ["Directory", "LostHandler"]
 log = structlog.get_logger(__name__)
 
 LostHandler = Callable[[list[Lost]], Awaitable[None]]
-Q = TypeVar("Q", RoomsQuery, MembersQuery, PresenceQuery)
+Q = TypeVar("Q", RoomsQuery, MembersQuery, PresenceQuery, ConnectionsQuery)
 
 _encoder: Final = msgspec.json.Encoder()
 _FLUSH_TIMEOUT_S: Final = 2.0
 _rooms_query: Final = msgspec.json.Decoder(RoomsQuery)
 _members_query: Final = msgspec.json.Decoder(MembersQuery)
 _presence_query: Final = msgspec.json.Decoder(PresenceQuery)
+_connections_query: Final = msgspec.json.Decoder(ConnectionsQuery)
 
 
 class Directory:
@@ -136,6 +139,11 @@ class Directory:
         )
         await self._service.add_endpoint(
             name="members", subject=self._subjects.query_members, handler=self._on_members_query
+        )
+        await self._service.add_endpoint(
+            name="connections",
+            subject=self._subjects.query_connections,
+            handler=self._on_connections_query,
         )
         await self._service.add_endpoint(
             name="presence",
@@ -246,6 +254,11 @@ class Directory:
         query = await self._read_query(req, _presence_query, "presence")
         if query is not None:
             await self._answer(req, PresenceReply(self.registry.identities(query.room)))
+
+    async def _on_connections_query(self, req: Request) -> None:
+        query = await self._read_query(req, _connections_query, "connections")
+        if query is not None:
+            await self._answer(req, CountReply(self.registry.connections_of(query.identity)))
 
     async def _read_query(
         self, req: Request, decoder: msgspec.json.Decoder[Q], kind: str

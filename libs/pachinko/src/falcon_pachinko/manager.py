@@ -242,6 +242,18 @@ class WebSocketConnectionManager(BackendSink):
         check_room(room)
         return await self.backend.presence.presence(room)
 
+    async def connections_of(self, identity: str) -> int:
+        """How many connections labelled ``identity`` are in a room, cluster-wide.
+
+        For a per-user connection cap: ask before joining. Concurrent handshakes
+        of one identity can each see the count before the others joined, so a cap
+        enforced this way may be exceeded by that many.
+
+        Raises:
+            BackendError: The membership directory did not answer.
+        """
+        return await self.backend.presence.connections_of(identity)
+
     async def connections(self, room: str | None = None) -> AsyncIterator[Connection]:
         """Iterate over a snapshot of this process's open connections.
 

@@ -36,6 +36,8 @@ from .presence import PresenceChange, PresenceTracker
 __all__ = [
     "Action",
     "Change",
+    "ConnectionsQuery",
+    "CountReply",
     "Delta",
     "Goodbye",
     "Heartbeat",
@@ -151,6 +153,18 @@ class PresenceQuery(MembersQuery, frozen=True, kw_only=True):
 
 class PresenceReply(msgspec.Struct, frozen=True):
     identities: list[str]
+
+
+class ConnectionsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """How many connections carry ``identity``, cluster-wide (in at least one room)."""
+
+    identity: str
+    node: str | None = None
+    seq: int = 0
+
+
+class CountReply(msgspec.Struct, frozen=True):
+    count: int
 
 
 # -- node side -----------------------------------------------------------------
@@ -315,6 +329,8 @@ class Registry:
         self.presence: Final = PresenceTracker()
         self._nodes: dict[str, _Node] = {}
         self._rooms: dict[str, dict[str, Member]] = {}
+        # identity -> connection id -> rooms it is in (for connections_of).
+        self._by_identity: dict[str, dict[str, int]] = {}
 
     # -- input -----------------------------------------------------------------
 
@@ -362,6 +378,10 @@ class Registry:
     def identities(self, room: str) -> list[str]:
         """Who is present in ``room``, sorted, each once (held users included)."""
         return self.presence.identities(room)
+
+    def connections_of(self, identity: str) -> int:
+        """How many connections labelled ``identity`` are in at least one room."""
+        return len(self._by_identity.get(identity, ()))
 
     def presence_count(self, room: str, presence: str | None) -> int:
         """How many connections in ``room`` carry the label ``presence``."""
@@ -455,6 +475,7 @@ class Registry:
         for (room, connection_id), member in state.members.items():
             actions.append(Lost(room, member, node, expired))
             self._remove_from_room(room, connection_id)
+            self._unindex(member)
             if hold_until is not None:
                 self.presence.hold(room, member.presence, connection_id, hold_until)
             elif (change := self.presence.remove(room, member.presence, connection_id)) is not None:
@@ -483,6 +504,7 @@ class Registry:
             out.extend(self._leave(state, Change(False, change.room, change.connection_id)))
         state.members[key] = member
         self._rooms.setdefault(change.room, {})[change.connection_id] = member
+        self._index(member)
         arrived = self.presence.add(change.room, member.presence, change.connection_id)
         return out if arrived is None else [*out, arrived]
 
@@ -491,8 +513,25 @@ class Registry:
         if gone is None:
             return []
         self._remove_from_room(change.room, change.connection_id)
+        self._unindex(gone)
         left = self.presence.remove(change.room, gone.presence, change.connection_id)
         return [] if left is None else [left]
+
+    def _index(self, member: Member) -> None:
+        if member.presence is not None:
+            rooms = self._by_identity.setdefault(member.presence, {})
+            rooms[member.connection_id] = rooms.get(member.connection_id, 0) + 1
+
+    def _unindex(self, member: Member) -> None:
+        identity = member.presence
+        rooms = self._by_identity.get(identity) if identity is not None else None
+        if identity is None or rooms is None or member.connection_id not in rooms:
+            return
+        rooms[member.connection_id] -= 1
+        if rooms[member.connection_id] == 0:
+            del rooms[member.connection_id]
+        if not rooms:
+            del self._by_identity[identity]
 
     def _remove_from_room(self, room: str, connection_id: str) -> None:
         members = self._rooms.get(room)

@@ -84,6 +84,7 @@ class Subjects:
         self.query_rooms: Final = f"{control}.rooms"
         self.query_members: Final = f"{control}.members"
         self.query_presence: Final = f"{control}.presence"
+        self.query_connections: Final = f"{control}.connections"
         #: The directory asks every node to re-send its membership.
         self.sync_all: Final = f"{control}.sync"
         #: Messages for one connection: ``<direct>.<node>`` reaches the node holding it.

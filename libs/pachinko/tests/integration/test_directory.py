@@ -89,6 +89,19 @@ async def test_queries_answer_cluster_wide_and_read_your_writes(cluster: Cluster
     )
 
 
+async def test_connections_of_an_identity_span_nodes(cluster: Cluster) -> None:
+    await cluster.directory()
+    a, b = await cluster.node(), await cluster.node()
+    await a.join("r", presence="alice")
+    await b.join("s", presence="alice")
+    await b.join("r", presence="bob")
+    await a.manager.get_rooms_by_prefix("")
+    await b.manager.get_rooms_by_prefix("")
+    assert await a.manager.connections_of("alice") == 2
+    assert await b.manager.connections_of("bob") == 1
+    assert await a.manager.connections_of("nobody") == 0
+
+
 async def test_a_node_that_only_queries_sees_the_cluster(cluster: Cluster) -> None:
     await cluster.directory()
     gateway = await cluster.node()

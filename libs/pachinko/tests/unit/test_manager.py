@@ -367,6 +367,18 @@ async def test_presence_is_first_in_last_out_per_identity(make_hub: Any) -> None
     assert await hub.manager.presence("lobby") == ["bob"]
 
 
+async def test_connections_of_counts_an_identity_in_rooms(make_hub: Any) -> None:
+    hub = await make_hub()
+    tab1, _ = await hub.connect(presence="alice")
+    tab2, _ = await hub.connect(presence="alice")
+    for room in ("lobby", "other"):
+        await hub.manager.join_room(tab1, room)
+    await hub.manager.join_room(tab2, "lobby")
+    assert await hub.manager.connections_of("alice") == 2
+    await hub.manager.unregister(tab1)
+    assert await hub.manager.connections_of("alice") == 1
+
+
 async def test_a_failing_presence_hook_does_not_undo_the_join(make_hub: Any) -> None:
     hub = await make_hub()
 

@@ -201,3 +201,15 @@ def test_a_relabelled_connection_moves_its_presence() -> None:
     reg.apply(delta("n1", 1, Change(True, "r", "c1", "anon")), 0)
     snap = Snapshot(node="n1", seq=2, members=[Change(True, "r", "c1", "alice")])
     assert presence_of(reg.apply(snap, 1)) == [left("r", "anon", "c1"), arrived("r", "alice", "c1")]
+
+
+def test_connections_of_counts_each_connection_once_across_rooms_and_nodes() -> None:
+    reg = Registry(ttl_s=10)
+    reg.apply(delta("n1", 1, Change(True, "r", "a1", "alice"), Change(True, "s", "a1", "alice")), 0)
+    reg.apply(delta("n2", 1, Change(True, "r", "a2", "alice"), Change(True, "r", "b1", "bob")), 0)
+    assert (reg.connections_of("alice"), reg.connections_of("bob")) == (2, 1)
+    reg.apply(delta("n1", 2, Change(False, "r", "a1", "alice")), 1)
+    assert reg.connections_of("alice") == 2  # a1 is still in s
+    reg.apply(Goodbye(node="n1", seq=2), 2)
+    assert reg.connections_of("alice") == 1
+    assert reg.connections_of("nobody") == 0

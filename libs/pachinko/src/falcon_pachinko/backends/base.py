@@ -178,6 +178,10 @@ class Presence(ABC):
     async def presence(self, room: str) -> list[str]:
         """Who is present in ``room``, cluster-wide: identities, sorted, each once."""
 
+    @abstractmethod
+    async def connections_of(self, identity: str) -> int:
+        """How many connections labelled ``identity`` are in a room, cluster-wide."""
+
 
 class Backend:
     """A broker and a presence that serve one connection manager together.

@@ -93,6 +93,16 @@ class InProcessPresence(Presence):
     async def presence(self, room: str) -> list[str]:
         return self._tracker.identities(room)
 
+    async def connections_of(self, identity: str) -> int:
+        return len(
+            {
+                m.connection_id
+                for ms in self._members.values()
+                for m in ms.values()
+                if m.presence == identity
+            }
+        )
+
 
 class InProcessBackend(Backend):
     """Room traffic and presence within one process: no infrastructure needed."""

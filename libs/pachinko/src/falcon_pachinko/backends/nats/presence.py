@@ -30,6 +30,8 @@ from nats.aio.subscription import Subscription
 
 from ...errors import BackendError
 from ...membership import (
+    ConnectionsQuery,
+    CountReply,
     MembersQuery,
     MembersReply,
     NodeEvent,
@@ -51,6 +53,7 @@ _encoder: Final = msgspec.json.Encoder()
 _rooms_reply: Final = msgspec.json.Decoder(RoomsReply)
 _members_reply: Final = msgspec.json.Decoder(MembersReply)
 _presence_reply: Final = msgspec.json.Decoder(PresenceReply)
+_count_reply: Final = msgspec.json.Decoder(CountReply)
 
 
 class NatsPresence(Presence):
@@ -186,6 +189,11 @@ class NatsPresence(Presence):
         query = MembersQuery(room=room, node=self._asker, seq=await self._settled_seq())
         reply = await self._request(self.subjects.query_members, _encoder.encode(query))
         return _members_reply.decode(reply).members
+
+    async def connections_of(self, identity: str) -> int:
+        query = ConnectionsQuery(identity=identity, node=self._asker, seq=await self._settled_seq())
+        reply = await self._request(self.subjects.query_connections, _encoder.encode(query))
+        return _count_reply.decode(reply).count
 
     async def presence(self, room: str) -> list[str]:
         query = PresenceQuery(room=room, node=self._asker, seq=await self._settled_seq())
