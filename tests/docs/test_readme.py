@@ -49,7 +49,7 @@ def exposed_metric_names() -> set[str]:
     from chat_gateway.settings import load_settings
     from chat_rooms.metrics import Metrics as RoomsMetrics
     from chat_runtime.natsconn import NatsConnection
-    from falcon_pachinko.membership import Registry
+    from falcon_pachinko.registry import Registry
 
     registry = CollectorRegistry()
     create_app(load_settings({"CHAT_AUTH": "dev"}), registry=registry)

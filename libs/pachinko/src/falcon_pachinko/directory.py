@@ -43,21 +43,18 @@ from nats.micro.service import Service
 
 from .backends.nats import flush_sent
 from .membership import (
-    Action,
     ConnectionsQuery,
     CountReply,
-    Lost,
     MembersQuery,
     MembersReply,
     PresenceQuery,
     PresenceReply,
-    Registry,
-    RequestSync,
     RoomsQuery,
     RoomsReply,
     event_decoder,
 )
 from .presence import PresenceChange, PresenceHandler
+from .registry import Action, Lost, Registry, RequestSync
 from .subjects import Subjects
 
 __all__ = ["Directory", "LostHandler"]

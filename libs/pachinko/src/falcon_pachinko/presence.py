@@ -23,7 +23,7 @@ Rules, whatever the order of events:
 
 Everything here is pure: events and a clock reading go in, changes come out. The
 in-process backend runs one tracker per process; across processes the
-:class:`~falcon_pachinko.membership.Registry` of the membership directory runs
+:class:`~falcon_pachinko.registry.Registry` of the membership directory runs
 the one tracker of the cluster, so each transition is decided in one place.
 """
 

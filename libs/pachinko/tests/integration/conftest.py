@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from falcon_pachinko import Connection, ConnectionLimits, WebSocketConnectionManager
 from falcon_pachinko.backends.nats import NatsBackend
 from falcon_pachinko.directory import Directory
-from falcon_pachinko.membership import Lost
+from falcon_pachinko.registry import Lost
 from falcon_pachinko.subjects import Subjects
 from falcon_pachinko.testing import scaled
 from falcon_pachinko.testing.nats import NatsServer, nats_server

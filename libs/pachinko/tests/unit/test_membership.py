@@ -19,14 +19,12 @@ from falcon_pachinko.membership import (
     Delta,
     Goodbye,
     Heartbeat,
-    Lost,
-    Registry,
     Reporter,
-    RequestSync,
     Snapshot,
     event_decoder,
 )
 from falcon_pachinko.presence import PresenceChange
+from falcon_pachinko.registry import Lost, Registry, RequestSync
 
 TTL = 10.0
 BACKOFF = 1.0

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from falcon_pachinko.membership import Change, Delta, Goodbye, Registry, Snapshot
+from falcon_pachinko.membership import Change, Delta, Goodbye, Snapshot
 from falcon_pachinko.presence import PresenceChange, PresenceTracker
+from falcon_pachinko.registry import Registry
 
 
 def arrived(room: str, who: str, conn: str) -> PresenceChange:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from falcon_pachinko.membership import Registry
+from falcon_pachinko.registry import Registry
 
 __all__ = ["Metrics"]
 

@@ -25,8 +25,8 @@ import structlog
 from chat_protocol.messages import ServerMessage, encode, typing_stopped
 from chat_protocol.presence import presence_announcer
 from falcon_pachinko import BackendError
-from falcon_pachinko.membership import Lost
 from falcon_pachinko.presence import PresenceChange
+from falcon_pachinko.registry import Lost
 
 from .metrics import Metrics
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from chat_rooms.metrics import Metrics
 from chat_rooms.presence import PresenceRules, typists_to_stop
 from falcon_pachinko import BackendError, Member
-from falcon_pachinko.membership import Lost, Registry
 from falcon_pachinko.presence import PresenceChange
+from falcon_pachinko.registry import Lost, Registry
 
 
 class FakePublisher:
