@@ -311,6 +311,48 @@ class WebSocketConnectionManager(BackendSink):
             return True
         return False
 
+    # -- kicks ---------------------------------------------------------------
+
+    async def kick(self, identity: str, room: str | None = None, *, reason: str = "kicked") -> int:
+        """Close every connection of ``identity``, in every process, with 4501.
+
+        The identity is the label a resource gives its connection with
+        ``set_presence`` (the chat's user name). Connections in this process are
+        closed before this returns; the backend tells the others (with NATS, one
+        publish on ``<prefix>._dir.kick`` that every node subscribes to), and each
+        closes its own matching connections as soon as the kick arrives.
+        :data:`CloseCode.KICKED` is terminal: clients do not reconnect as they are.
+
+        Args:
+            identity: Whose connections to close.
+            room: Only the connections that are members of this room, if given.
+            reason: The close reason sent to the clients (at most 123 UTF-8 bytes).
+
+        Returns:
+            How many connections of this process were closed.
+
+        Raises:
+            ValueError: ``identity`` is empty, or ``reason`` is too long.
+            BackendError: The other processes could not be told.
+        """
+        check_kick(identity, room, reason)
+        closed = self.kick_local(identity, room, reason)
+        await self.backend.broker.kick(identity, room, reason)
+        log.info("pachinko.kicked", closed=closed, room_only=room is not None)
+        return closed
+
+    def kick_local(self, identity: str, room: str | None, reason: str) -> int:
+        """Close this process's connections of ``identity`` (in ``room``, if given)."""
+        source = self._connections if room is None else self._rooms.get(room, {})
+        targets = [
+            conn
+            for conn_id, conn in source.items()
+            if self._presence.get(conn_id) == identity and not conn.closed
+        ]
+        for conn in targets:
+            conn.abort(CloseCode.KICKED, reason)
+        return len(targets)
+
     # -- internals -----------------------------------------------------------
 
     def _member(self, conn: Connection) -> Member:
@@ -344,3 +386,22 @@ def _text_frame(data: bytes) -> Send | None:
 
 def _check_room(room: str) -> None:
     check_room(room)
+
+
+#: A close frame's reason is at most 123 bytes (RFC 6455 section 5.5).
+MAX_CLOSE_REASON_BYTES: Final = 123
+
+
+def check_kick(identity: str, room: str | None, reason: str) -> None:
+    """Check the arguments of a kick.
+
+    Raises:
+        ValueError: ``identity`` is empty, ``room`` is not a room name, or
+            ``reason`` is longer than a close frame carries.
+    """
+    if not isinstance(identity, str) or not identity:
+        raise ValueError("a kick names a non-empty identity")
+    if room is not None:
+        check_room(room)
+    if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+        raise ValueError(f"a close reason has at most {MAX_CLOSE_REASON_BYTES} UTF-8 bytes")

@@ -89,6 +89,8 @@ class Subjects:
         self.sync_all: Final = f"{control}.sync"
         #: Messages for one connection: ``<direct>.<node>`` reaches the node holding it.
         self.direct: Final = f"{control}.direct"
+        #: Kicks: every node subscribes and closes its matching connections.
+        self.kick: Final = f"{control}.kick"
 
     def room(self, room: str) -> str:
         """The subject carrying ``room``'s traffic."""

@@ -499,3 +499,57 @@ async def test_a_slow_consumer_is_counted_once_and_others_still_receive(make_hub
     await hub.manager.unregister(fast)
     assert hub.manager.stats.slow_consumers == 1
     assert hub.manager.stats.frames_delivered >= 10
+
+
+# -- kicks ----------------------------------------------------------------------
+
+
+async def test_kick_closes_every_connection_of_the_identity_with_4501(make_hub: Any) -> None:
+    hub = await make_hub()
+    alice = [await hub.connect("alice") for _ in range(2)]
+    bob_conn, bob_sock = await hub.connect("bob")
+    await hub.manager.join_room(alice[0][0], "lobby")
+    await hub.manager.join_room(alice[1][0], "other")
+    await hub.manager.join_room(bob_conn, "lobby")
+
+    assert await hub.manager.kick("alice", reason="banned") == 2
+
+    for _, sock in alice:
+        await sock.wait_for(lambda s=sock: s.closes == [(4501, "banned")])
+    assert bob_sock.closes == []
+    assert not bob_conn.closed
+    assert await hub.manager.kick("nobody") == 0
+
+
+async def test_kick_in_one_room_leaves_the_identity_elsewhere_alone(make_hub: Any) -> None:
+    hub = await make_hub()
+    (in_lobby, lobby_sock), (elsewhere, _) = [await hub.connect("alice") for _ in range(2)]
+    await hub.manager.join_room(in_lobby, "lobby")
+    await hub.manager.join_room(elsewhere, "other")
+
+    assert await hub.manager.kick("alice", room="lobby") == 1
+
+    await lobby_sock.wait_for(lambda: lobby_sock.closes == [(4501, "kicked")])
+    assert not elsewhere.closed
+
+
+@pytest.mark.parametrize(
+    ("identity", "room", "reason"),
+    [
+        pytest.param("", None, "kicked", id="empty-identity"),
+        pytest.param("alice", "", "kicked", id="empty-room"),
+        pytest.param("alice", None, "x" * 124, id="reason-over-123-bytes"),
+        pytest.param("alice", None, "é" * 62, id="reason-over-123-utf8-bytes"),
+    ],
+)
+async def test_kick_checks_its_arguments(
+    make_hub: Any, identity: str, room: str | None, reason: str
+) -> None:
+    hub = await make_hub()
+    with pytest.raises(ValueError):
+        await hub.manager.kick(identity, room, reason=reason)
+
+
+async def test_a_reason_of_123_bytes_is_accepted(make_hub: Any) -> None:
+    hub = await make_hub()
+    assert await hub.manager.kick("alice", reason="x" * 123) == 0

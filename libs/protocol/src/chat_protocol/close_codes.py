@@ -10,8 +10,9 @@ the client may reconnect (after a back-off), ``4500-4999`` for terminal ones, ne
 a value or a name the library uses (checked at import). RFC 6455 codes keep their
 RFC meaning.
 
-Handshake rejections are not close codes: an unauthenticated client, or a room
-name that is not valid, gets HTTP 403 and no WebSocket at all.
+Handshake rejections are not close codes: a page of a foreign origin, an
+unauthenticated client, a room name that is not valid or a room the token does
+not permit gets HTTP 403 and no WebSocket at all.
 
 | code | name | reconnect | when |
 |------|------|-----------|------|

@@ -26,6 +26,7 @@ from falcon_pachinko import (
 
 from .auth import auth_middleware
 from .metrics import Metrics
+from .middleware import OriginMiddleware
 from .resources import ChatRoomResource
 from .settings import Settings
 
@@ -88,7 +89,10 @@ def create_app(
             "auth.development_mode", detail="the user query parameter is trusted without proof"
         )
     registry = registry if registry is not None else CollectorRegistry()
-    app = falcon.asgi.App(middleware=[auth_middleware(settings)])
+    metrics = Metrics(registry)
+    # The origin guard comes first: a foreign page costs no token work.
+    guard = OriginMiddleware(settings.origin_policy, metrics.count_rejection)
+    app = falcon.asgi.App(middleware=[guard, auth_middleware(settings)])
     limits = ConnectionLimits(
         max_queue_messages=settings.outbound_queue_messages,
         max_queue_bytes=settings.outbound_queue_bytes,
@@ -97,7 +101,7 @@ def create_app(
     conn_mgr = falcon_pachinko.install(app, backend, limits=limits)
     # On its own the gateway decides presence; in a cluster the rooms service does.
     conn_mgr.on_presence = presence_announcer(conn_mgr.broadcast_to_room)
-    metrics = Metrics(registry, conn_mgr)
+    metrics.watch(conn_mgr)
     ws_app = cast(PachinkoApp, app)
     ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource, metrics, settings.typing_ttl_s)
     readiness = _Readiness(ready)

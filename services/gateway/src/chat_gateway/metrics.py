@@ -58,10 +58,18 @@ class _ManagerCollector(Collector):
 
 
 class Metrics:
-    """Metrics of one gateway, registered on ``registry``."""
+    """Metrics of one gateway, registered on ``registry``.
 
-    def __init__(self, registry: CollectorRegistry, manager: WebSocketConnectionManager) -> None:
-        registry.register(_ManagerCollector(manager))
+    The connection totals are read from ``manager``, given here or later to
+    :meth:`watch` (the middleware that counts rejections exists before it).
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, manager: WebSocketConnectionManager | None = None
+    ) -> None:
+        self._registry = registry
+        if manager is not None:
+            self.watch(manager)
         self.handshakes_rejected = Counter(
             "chat_gateway_handshakes_rejected_total",
             "WebSocket handshakes refused (HTTP 403, or 503 for unavailable), by reason",
@@ -74,3 +82,11 @@ class Metrics:
             ["code"],
             registry=registry,
         )
+
+    def watch(self, manager: WebSocketConnectionManager) -> None:
+        """Report ``manager``'s connections and traffic (once per registry)."""
+        self._registry.register(_ManagerCollector(manager))
+
+    def count_rejection(self, reason: str) -> None:
+        """Count one refused handshake."""
+        self.handshakes_rejected.labels(reason).inc()

@@ -30,6 +30,7 @@ from chat_protocol.messages import (
     typing_stopped,
 )
 from falcon_pachinko import BackendError, WebSocketLike, WebSocketResource, handles_message
+from falcon_pachinko.permissions import ALLOW_ALL, RoomPolicy
 
 from .auth import User
 from .metrics import Metrics
@@ -51,6 +52,8 @@ _UNAVAILABLE: Final = ServerError(
     )
 )
 _MAX_DETAIL: Final = 200
+#: Seconds a client is asked to wait when the token's keys cannot be fetched.
+_KEYS_RETRY_AFTER_S: Final = 5
 
 
 class ChatRoomResource(WebSocketResource):
@@ -79,12 +82,19 @@ class ChatRoomResource(WebSocketResource):
     async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
         user = req.context.get("user")
         if not isinstance(user, User):
+            if req.context.get("auth_unavailable"):
+                # The issuer's keys cannot be fetched: try again later (503).
+                self._reject("keys_unavailable")
+                raise falcon.HTTPServiceUnavailable(retry_after=_KEYS_RETRY_AFTER_S)
             return self._reject("unauthenticated")
         try:
             check_room_name(room_name)
         except InvalidRoomName:
             log.info("chat.rejected", reason="invalid_room_name")
             return self._reject("invalid_room_name")
+        if not self.room_policy(user).allows(room_name):
+            log.info("chat.rejected", reason="room_not_permitted")
+            return self._reject("room_not_permitted")
         self.user = user
         self.room_name = room_name
         self.set_presence(user.name)
@@ -98,6 +108,10 @@ class ChatRoomResource(WebSocketResource):
         await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
         await self._send_roster(ws)
         return True
+
+    def room_policy(self, user: User) -> RoomPolicy:
+        """The rooms ``user`` may join: the token's ``rooms`` claim, or every room."""
+        return user.rooms if user.rooms is not None else ALLOW_ALL
 
     async def _send_roster(self, ws: WebSocketLike) -> None:
         try:

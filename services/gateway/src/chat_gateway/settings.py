@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 from msgspec import Meta
 
@@ -15,7 +16,16 @@ from chat_protocol.messages import MAX_TEXT_CHARS
 from chat_runtime.settings import CommonSettings, Port, PositiveFloat, Secret
 from chat_runtime.settings import load_settings as _load
 
-__all__ = ["MIN_JWT_SECRET_BYTES", "Secret", "Settings", "load_settings"]
+from .origin import ANY_ORIGIN, OriginPolicy, parse_allowed_origins
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "JWT_ALGORITHMS",
+    "MIN_JWT_SECRET_BYTES",
+    "Secret",
+    "Settings",
+    "load_settings",
+]
 
 # A maximal chat message: every character may take 6 bytes once JSON-escaped, plus
 # the envelope. Frames are limited to at least this much, so any valid message fits.
@@ -25,6 +35,13 @@ _MIN_FRAME_BYTES: Final = MAX_TEXT_CHARS * 6 + 1024
 MIN_JWT_SECRET_BYTES: Final = 32
 
 NonEmptyStr = Annotated[str, Meta(min_length=1, max_length=256)]
+
+#: Every algorithm the gateway can verify. ``none`` and the HS/RS/ES variants not
+#: listed are refused whatever a token says (RFC 8725 section 3.1).
+JWT_ALGORITHMS: Final = ("HS256", "RS256", "ES256")
+#: The algorithms verified with a public key (a PEM file or a JWKS).
+ASYMMETRIC_ALGORITHMS: Final = ("RS256", "ES256")
+_LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(CommonSettings, frozen=True, kw_only=True):
@@ -48,8 +65,29 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: ``jwt``: verify an HS256 token given as ``?token=``. ``dev``: trust
     #: ``?user=Name`` (development only; a warning is logged).
     auth: Literal["jwt", "dev"] = "jwt"
-    #: HS256 key shared with the token issuer; required, 32+ bytes, when auth is jwt.
+    #: Which pages may open a WebSocket: comma-separated exact origins
+    #: (``https://chat.example.com``). Empty: the gateway's own origin only (the
+    #: handshake's scheme and Host header). ``*`` (any) only with CHAT_AUTH=dev.
+    allowed_origins: str = ""
+    #: HS256 key shared with the token issuer (32+ bytes). With CHAT_AUTH=jwt, set
+    #: exactly one of this, CHAT_JWT_PUBLIC_KEY_FILE and CHAT_JWT_JWKS_URL.
     jwt_secret: Secret | None = None
+    #: PEM file of the issuer's public key (RSA 2048+ bits, or EC P-256).
+    jwt_public_key_file: NonEmptyStr | None = None
+    #: URL of the issuer's JWK Set (https, or http to a loopback address).
+    jwt_jwks_url: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    #: Comma-separated algorithms accepted (HS256, RS256, ES256). Empty: HS256 with
+    #: a secret, RS256,ES256 with a public key or JWKS. Never taken from a token.
+    jwt_algorithms: str = ""
+    #: Bound on one JWKS fetch (connect and read). 2 s: the fetch happens while a
+    #: handshake waits.
+    jwt_jwks_timeout_s: PositiveFloat = 2.0
+    #: Seconds a fetched JWKS is used before it is fetched again. 300 s, as
+    #: PyJWT's own JWKS client.
+    jwt_jwks_max_age_s: PositiveFloat = 300.0
+    #: Least seconds between two fetches caused by tokens with an unknown ``kid``,
+    #: so made-up key ids cannot turn handshakes into fetches.
+    jwt_jwks_min_refresh_s: Annotated[float, Meta(ge=0)] = 5.0
     #: The claim holding the user's chat name.
     jwt_user_claim: NonEmptyStr = "sub"
     #: When set, tokens must carry this ``aud`` (and tokens with any ``aud`` are
@@ -99,8 +137,78 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
             )
         if self.outbound_queue_bytes < self.ws_max_bytes:
             raise ValueError("CHAT_OUTBOUND_QUEUE_BYTES must be at least CHAT_WS_MAX_BYTES")
+        policy = self.origin_policy
+        if policy.any_origin and self.auth != "dev":
+            raise ValueError(
+                f"CHAT_ALLOWED_ORIGINS={ANY_ORIGIN} is allowed only with CHAT_AUTH=dev; "
+                "list the origins of the pages that may connect"
+            )
         if self.auth == "jwt":
+            self._check_jwt()
+
+    @property
+    def origin_policy(self) -> OriginPolicy:
+        """The parsed ``CHAT_ALLOWED_ORIGINS``."""
+        return parse_allowed_origins(self.allowed_origins)
+
+    @property
+    def jwt_algorithm_list(self) -> tuple[str, ...]:
+        """The algorithms accepted: ``CHAT_JWT_ALGORITHMS``, or the key's default."""
+        given = tuple(a.strip() for a in self.jwt_algorithms.split(",") if a.strip())
+        if given:
+            return given
+        return ("HS256",) if self.jwt_secret is not None else ASYMMETRIC_ALGORITHMS
+
+    def _check_jwt(self) -> None:
+        sources = [self.jwt_secret, self.jwt_public_key_file, self.jwt_jwks_url]
+        if all(source is None for source in sources):
+            _check_jwt_secret(None)
+        if sum(source is not None for source in sources) > 1:
+            raise ValueError(
+                "set only one of CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE and "
+                "CHAT_JWT_JWKS_URL: a gateway verifies tokens with one kind of key"
+            )
+        if self.jwt_secret is not None:
             _check_jwt_secret(self.jwt_secret)
+        if self.jwt_jwks_url is not None:
+            _check_jwks_url(self.jwt_jwks_url)
+        _check_algorithms(self.jwt_algorithm_list, symmetric=self.jwt_secret is not None)
+
+
+def _check_algorithms(algorithms: tuple[str, ...], *, symmetric: bool) -> None:
+    for algorithm in algorithms:
+        if algorithm not in JWT_ALGORITHMS:
+            raise ValueError(
+                f"CHAT_JWT_ALGORITHMS: {algorithm[:20]!r} is not supported; "
+                f"choose from {', '.join(JWT_ALGORITHMS)}"
+            )
+    if symmetric and algorithms != ("HS256",):
+        raise ValueError(
+            "CHAT_JWT_ALGORITHMS must be HS256 with CHAT_JWT_SECRET (RS256 and ES256 "
+            "need CHAT_JWT_PUBLIC_KEY_FILE or CHAT_JWT_JWKS_URL)"
+        )
+    if not symmetric and "HS256" in algorithms:
+        # Verifying HS256 with a public key is the algorithm-confusion attack.
+        raise ValueError(
+            "CHAT_JWT_ALGORITHMS cannot include HS256 with CHAT_JWT_PUBLIC_KEY_FILE or "
+            "CHAT_JWT_JWKS_URL; use RS256 and/or ES256"
+        )
+
+
+def _check_jwks_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host and parts.scheme == "https":
+        return
+    if host in _LOOPBACK_HOSTS and parts.scheme == "http":
+        return
+    raise ValueError(
+        "CHAT_JWT_JWKS_URL must be an https:// URL (http:// only to 127.0.0.1, "
+        "localhost or ::1): keys fetched in the clear could be replaced"
+    )
 
 
 def _check_jwt_secret(secret: Secret | None) -> None:
@@ -109,7 +217,8 @@ def _check_jwt_secret(secret: Secret | None) -> None:
         raise ValueError(
             "CHAT_AUTH=jwt requires CHAT_JWT_SECRET (at least "
             f"{MIN_JWT_SECRET_BYTES} bytes, e.g. from "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+            "CHAT_JWT_PUBLIC_KEY_FILE or CHAT_JWT_JWKS_URL; "
             "set CHAT_AUTH=dev only for local development"
         )
     if len(secret.reveal().encode()) < MIN_JWT_SECRET_BYTES:
@@ -127,4 +236,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             and never echoes a secret).
         ValueError: A cross-field rule is broken.
     """
-    return _load(Settings, environ)
+    settings = _load(Settings, environ)
+    if settings.auth == "jwt" and settings.jwt_public_key_file is not None:
+        # Read once here too, so a bad key file is a configuration error (exit 2).
+        from .keys import load_public_key_file
+
+        load_public_key_file(settings.jwt_public_key_file)
+    return settings

@@ -1,4 +1,4 @@
-"""The ``chat`` command line: ``chat up`` and ``chat token``."""
+"""The ``chat`` command line: ``chat up``, ``chat token`` and ``chat kick``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import TextIO
 from .plan import DEFAULT_METRICS_PORT, DEFAULT_NATS_PORT, DEFAULT_PORT, UpOptions
 from .tokens import DEFAULT_TTL_S, run_token
 
+#: The close reason ``chat kick`` sends unless told otherwise.
+DEFAULT_REASON = "removed by an operator"
+
 __all__ = ["build_parser", "main", "up_options"]
 
 _DESCRIPTION = "Run the whole chat on this machine, and make tokens for it."
@@ -16,6 +19,10 @@ _UP_HELP = (
     "Start nats-server (unless CHAT_NATS_URL is set; JetStream data in .data/nats), "
     "the rooms service, the announcer and the gateways; print their URLs and how to "
     "connect; stop them all on Ctrl-C."
+)
+_KICK_HELP = (
+    "Close USER's connections on every gateway (only in ROOM with --room) with close "
+    "code 4501, which clients take as final. Publishes one kick to CHAT_NATS_URL."
 )
 _TOKEN_HELP = (
     "Print a token for NAME, signed with CHAT_JWT_SECRET (honours CHAT_JWT_AUDIENCE, "
@@ -50,7 +57,7 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The ``chat`` argument parser, with its ``up`` and ``token`` sub-commands."""
     parser = argparse.ArgumentParser(prog="chat", description=_DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,token}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,token,kick}")
     up = commands.add_parser("up", help="run everything until Ctrl-C", description=_UP_HELP)
     up.add_argument(
         "--gateways",
@@ -97,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"lifetime of the token (default: {DEFAULT_TTL_S:g})",
     )
+    kick = commands.add_parser("kick", help="disconnect USER everywhere", description=_KICK_HELP)
+    kick.add_argument("user", metavar="USER", help="the user's chat name")
+    kick.add_argument("--room", metavar="ROOM", help="only the user's connections to ROOM")
+    kick.add_argument(
+        "--reason",
+        default=DEFAULT_REASON,
+        metavar="TEXT",
+        help=f"close reason the clients see (default: {DEFAULT_REASON!r})",
+    )
     return parser
 
 
@@ -120,6 +136,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: Text
     args = build_parser().parse_args(argv)
     if args.command == "token":
         return run_token(args.name, args.ttl, environ, out, err)
+    if args.command == "kick":
+        from .kick import run_kick
+
+        return run_kick(args.user, args.room, args.reason, environ, out, err)
     # Imported here: `chat token` needs neither asyncio subprocesses nor the services.
     from .up import run_up
 

@@ -52,3 +52,10 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "usage: chat" in capsys.readouterr().err
+
+
+def test_kick_takes_a_user_a_room_and_a_reason() -> None:
+    args = build_parser().parse_args(["kick", "Alice", "--room", "general", "--reason", "spam"])
+    assert (args.command, args.user, args.room, args.reason) == ("kick", "Alice", "general", "spam")
+    args = build_parser().parse_args(["kick", "Bob"])
+    assert (args.room, args.reason) == (None, "removed by an operator")

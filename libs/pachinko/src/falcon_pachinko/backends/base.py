@@ -73,6 +73,13 @@ class BrokerSink(Protocol):
             ``True`` if the connection is local and open, ``False`` otherwise.
         """
 
+    def kick_local(self, identity: str, room: str | None, reason: str) -> int:
+        """Close every local connection of ``identity`` (in ``room`` only, if given).
+
+        Returns:
+            How many connections were closed.
+        """
+
 
 class PresenceSink(Protocol):
     """What a presence backend calls to tell the manager about presence changes."""
@@ -133,6 +140,17 @@ class Broker(ABC):
     def new_connection_id(self) -> str:
         """A cluster-unique id for a new local connection."""
         return uuid.uuid4().hex
+
+    async def kick(self, identity: str, room: str | None, reason: str) -> None:
+        """Ask every *other* process to close the connections of ``identity``.
+
+        The manager has closed its own already. Within one process there are no
+        others, so this does nothing by default.
+
+        Raises:
+            BackendError: The kick could not be sent.
+        """
+        return None
 
 
 class Presence(ABC):

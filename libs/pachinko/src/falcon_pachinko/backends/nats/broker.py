@@ -11,6 +11,9 @@
   (``<node>-<random>``), so a message for one connection is a request to that
   node alone (``<prefix>._dir.direct.<node>``); the node answers whether the
   connection took it.
+* **Kicks.** Every node subscribes to ``<prefix>._dir.kick``; a kick (identity,
+  optional room, reason) published there makes each node close its matching
+  connections with 4501. The sender closed its own already and skips its echo.
 * **Producers without sockets** (a rooms service, an announcer) use a broker
   without starting it: :meth:`NatsBroker.publish` needs only the client.
 """
@@ -19,8 +22,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Final
+from typing import Annotated, Final
 
+import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
@@ -28,11 +32,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ...errors import BackendError
-from ...subjects import Subjects
+from ...subjects import MAX_ROOM_NAME_CHARS, Subjects
 from ..base import Broker, BrokerSink
 from .plumbing import EXCLUDE_HEADER, ORIGIN_HEADER, UNAVAILABLE, flush_sent, publish
 
-__all__ = ["NatsBroker", "new_node_id"]
+__all__ = ["Kick", "NatsBroker", "new_node_id"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,18 +75,21 @@ class NatsBroker(Broker):
         self._sink: BrokerSink | None = None
         self._rooms: dict[str, Subscription] = {}
         self._direct: Subscription | None = None
+        self._kicks: Subscription | None = None
 
     async def start(self, sink: BrokerSink) -> None:
         self._sink = sink
         subject = self.subjects.direct_node(self.node_id)
         self._direct = await self._nc.subscribe(subject, cb=self._on_direct)
+        self._kicks = await self._nc.subscribe(self.subjects.kick, cb=self._on_kick)
 
     async def stop(self) -> None:
-        subs = [*self._rooms.values(), *([self._direct] if self._direct else [])]
-        for sub in subs:
+        control = [sub for sub in (self._direct, self._kicks) if sub is not None]
+        for sub in [*self._rooms.values(), *control]:
             await _unsubscribe(sub)
         self._rooms.clear()
         self._direct = None
+        self._kicks = None
         self._sink = None
 
     def new_connection_id(self) -> str:
@@ -157,6 +164,49 @@ class NatsBroker(Broker):
             except UNAVAILABLE:
                 log.warning("pachinko.nats_direct_reply_not_sent")
 
+    # -- kicks -------------------------------------------------------------------
+
+    async def kick(self, identity: str, room: str | None, reason: str) -> None:
+        """Publish a kick to every node (a started broker is not needed).
+
+        Raises:
+            BackendError: NATS cannot take the publish now.
+        """
+        data = _KICK_ENCODER.encode(Kick(identity=identity, room=room, reason=reason))
+        await publish(self._nc, self.subjects.kick, data, {ORIGIN_HEADER: self.node_id})
+        # Flushed, so a kick from a short-lived process (`chat kick`) is sent.
+        await flush_sent(self._nc, self._request_timeout_s)
+
+    async def _on_kick(self, msg: Msg) -> None:
+        origin = msg.headers.get(ORIGIN_HEADER) if msg.headers else None
+        if self._sink is None or origin == self.node_id:
+            return  # the kicking node closed its own connections already
+        try:
+            kick = _KICK_DECODER.decode(msg.data)
+        except msgspec.DecodeError:
+            kick = None
+        if kick is None or len(kick.reason.encode()) > _MAX_REASON_BYTES:
+            log.warning("pachinko.nats_bad_kick", size=len(msg.data))
+            return
+        closed = self._sink.kick_local(kick.identity, kick.room, kick.reason)
+        log.info("pachinko.kick_received", closed=closed, room_only=kick.room is not None)
+
+
+_MAX_REASON_CHARS: Final = 123
+
+
+class Kick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A kick on the wire: close the connections of ``identity`` (in ``room``)."""
+
+    identity: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    room: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ROOM_NAME_CHARS)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=_MAX_REASON_CHARS)] = "kicked"
+
+
+#: A close frame's reason is at most 123 bytes (RFC 6455 section 5.5).
+_MAX_REASON_BYTES: Final = 123
+_KICK_ENCODER: Final = msgspec.json.Encoder()
+_KICK_DECODER: Final = msgspec.json.Decoder(Kick)
 
 #: The connection a direct message is for.
 _TARGET_HEADER: Final = "Pachinko-Target"
