@@ -97,9 +97,16 @@ _ERROR_REASONS: Final[tuple[tuple[type[jwt.PyJWTError], Reason], ...]] = (
 
 
 class User(msgspec.Struct, frozen=True):
-    """An authenticated user."""
+    """An authenticated user.
+
+    Attributes:
+        name: The user's chat name.
+        expires_at: When the credential expires (the token's ``exp``, Unix
+            seconds); ``None`` when it does not (development mode).
+    """
 
     name: str
+    expires_at: float | None = None
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -155,7 +162,7 @@ def verify_token(token: str | None, config: JwtConfig, now: float) -> User | Rej
         return Rejected(reason)
     name = claims[config.user_claim]
     try:
-        return User(check_user_name(name))
+        return User(check_user_name(name), expires_at=float(claims["exp"]))
     except InvalidUserName:
         return Rejected("invalid_claims")
 
