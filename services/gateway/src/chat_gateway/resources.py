@@ -221,6 +221,6 @@ class ChatRoomResource(WebSocketResource):
         return False
 
     async def _send_error(self, ws: WebSocketLike, message: ServerError) -> None:
-        if self._metrics is not None:
+        await ws.send_media(message)  # raises if the connection closed meanwhile
+        if self._metrics is not None:  # so only errors that went out are counted
             self._metrics.server_errors.labels(message.payload.code).inc()
-        await ws.send_media(message)
