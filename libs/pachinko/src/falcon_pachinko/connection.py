@@ -14,6 +14,9 @@ separate task that abandons the write in flight. So:
   stall a room or grow memory without bound;
 * a writer that fails unexpectedly is logged and closes the connection with
   :attr:`CloseCode.INTERNAL_ERROR`.
+* a deadline (:meth:`Connection.close_after`, e.g. credentials expiring) is one
+  ``loop.call_at`` timer per connection, armed while it is open, never a poll;
+  when it fires, the session decides the close and the writer sends it.
 
 Before the handshake is accepted (inside ``on_connect``), direct sends are held
 aside and go out first, right after the accept, ahead of any room traffic that
