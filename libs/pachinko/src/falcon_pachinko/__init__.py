@@ -15,7 +15,13 @@ from .backends import Backend, BackendSink, Broker, InProcessBackend, Member, Pr
 from .close_codes import CloseCode, ReceivedCloseCode, is_reconnectable
 from .connection import Connection, ConnectionLimits, WebSocketLike
 from .dispatch import handles_message
-from .errors import BackendError, ConnectionClosed, HandlerConfigurationError, PachinkoError
+from .errors import (
+    BackendError,
+    ConnectionClosed,
+    HandlerConfigurationError,
+    PachinkoError,
+    RoomLimitExceeded,
+)
 from .extension import PachinkoApp, install
 from .manager import WebSocketConnectionManager
 from .presence import PresenceChange, PresenceHandler
@@ -46,6 +52,7 @@ __all__ = [
     "PresenceChange",
     "PresenceHandler",
     "ReceivedCloseCode",
+    "RoomLimitExceeded",
     "WebSocketConnectionManager",
     "WebSocketLike",
     "WebSocketResource",

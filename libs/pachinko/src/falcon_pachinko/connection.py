@@ -14,6 +14,9 @@ separate task that abandons the write in flight. So:
   stall a room or grow memory without bound;
 * a writer that fails unexpectedly is logged and closes the connection with
   :attr:`CloseCode.INTERNAL_ERROR`.
+* a deadline (:meth:`Connection.close_after`, e.g. credentials expiring) is one
+  ``loop.call_at`` timer per connection, armed while it is open, never a poll;
+  when it fires, the session decides the close and the writer sends it.
 
 Before the handshake is accepted (inside ``on_connect``), direct sends are held
 aside and go out first, right after the accept, ahead of any room traffic that
@@ -36,7 +39,8 @@ import structlog
 
 from .close_codes import CloseCode, ReceivedCloseCode
 from .errors import ConnectionClosed
-from .session import Admission, Close, Inbound, QueueLimits, Send, Session
+from .ratelimit import RateLimit
+from .session import Admission, Close, Inbound, QueueLimits, Send, Session, State
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -67,7 +71,9 @@ class WebSocketLike(Protocol):
 
 
 class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Bounds on one connection's outbound queue and on its shutdown.
+    """Bounds on one connection: its outbound queue, what it may send, how long it may take.
+
+    Every limit has a default; each is documented with its reason.
 
     Attributes:
         max_queue_messages: Frames that may wait for a slow client before it is
@@ -77,22 +83,54 @@ class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
             4 MiB bounds the memory a stuck client can hold regardless of frame sizes.
         close_timeout_s: How long a closing connection may take to flush its queue
             and send its close frame before it is dropped.
+        rate_per_s: Frames per second a client may send, sustained; ``0`` disables
+            the limit. Frames over budget go to ``on_rate_limited`` instead of a
+            handler; a client that keeps on is closed with ``POLICY_VIOLATION``
+            (see :mod:`falcon_pachinko.session`). 50/s is far above what a person
+            does and far below what one connection can cost a server.
+        rate_burst: Frames a client may send back to back above the sustained
+            rate (the bucket's size). 100: two seconds' worth.
+        max_rooms: Rooms one connection may be in at once; joining one more
+            raises :class:`~falcon_pachinko.errors.RoomLimitExceeded`. 100 bounds
+            what one connection can make a process subscribe to.
+        connect_timeout_s: How long ``on_connect`` may run before it is cancelled
+            and the handshake refused with HTTP 503; ``None`` for no bound. 10 s:
+            longer than any healthy backend round trip, short enough that stuck
+            handshakes cannot pile up.
     """
 
     max_queue_messages: int = 1024
     max_queue_bytes: int = 4 * 1024 * 1024
     close_timeout_s: float = 5.0
+    rate_per_s: float = 50.0
+    rate_burst: int = 100
+    max_rooms: int = 100
+    connect_timeout_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.max_queue_messages < 1 or self.max_queue_bytes < 1:
             raise ValueError("outbound queue limits must be positive")
         if self.close_timeout_s <= 0:
             raise ValueError("close_timeout_s must be positive")
+        if self.max_rooms < 1:
+            raise ValueError("max_rooms must be at least 1")
+        if self.connect_timeout_s is not None and not self.connect_timeout_s > 0:
+            raise ValueError("connect_timeout_s must be positive (or None for no bound)")
+        RateLimit(rate_per_s=self.rate_per_s, burst=self.rate_burst)  # its checks
 
     @property
     def queue(self) -> QueueLimits:
         """The outbound queue bounds, as the session takes them."""
         return QueueLimits(max_messages=self.max_queue_messages, max_bytes=self.max_queue_bytes)
+
+    @property
+    def rate(self) -> RateLimit:
+        """The message budget, as the session takes it.
+
+        Raises:
+            ValueError: ``rate_per_s`` is negative or ``rate_burst`` below 1.
+        """
+        return RateLimit(rate_per_s=self.rate_per_s, burst=self.rate_burst)
 
 
 def encode_text(message: object) -> bytes:
@@ -138,7 +176,11 @@ class Connection:
         self.raw: Final = raw
         self._limits = limits
         self._clock = clock
-        self._session = Session(limits.queue, {} if handlers is None else handlers)
+        self._session = Session(
+            limits.queue, {} if handlers is None else handlers, rate=limits.rate
+        )
+        #: The one timer of the session's deadline, armed while the connection is open.
+        self._timer: asyncio.TimerHandle | None = None
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -200,6 +242,28 @@ class Connection:
         self._session.close(code, reason)
         self._perform()
 
+    def close_after(
+        self,
+        seconds: float | None,
+        code: int = CloseCode.CREDENTIALS_EXPIRED,
+        reason: str | None = None,
+    ) -> None:
+        """Close the connection ``seconds`` from now (see :meth:`Session.close_at`).
+
+        Usable before the accept (inside ``on_connect``): a deadline that passes
+        during the handshake closes the connection right after the accept, so the
+        client receives ``code``. A later call replaces the deadline; ``None``
+        removes it. Zero or a negative number closes at once (or at the accept).
+
+        Args:
+            seconds: Time left, in seconds; ``None`` for no deadline.
+            code: The close code; by default ``CREDENTIALS_EXPIRED`` (4002).
+            reason: A short reason, cut to 123 UTF-8 bytes.
+        """
+        deadline = None if seconds is None else self._clock() + seconds
+        self._session.close_at(deadline, code, reason)
+        self._tick()
+
     # -- used by the library -------------------------------------------------
 
     @property
@@ -249,6 +313,7 @@ class Connection:
         self._session.accept(self._clock())
         self._writer = asyncio.create_task(self._write_loop(), name=f"pachinko-writer-{self.id}")
         self._perform()
+        self._arm()
 
     def abort(self, code: int, reason: str | None = None) -> None:
         """Close now, dropping whatever is still queued."""
@@ -268,6 +333,7 @@ class Connection:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._disarm()
         self._session.finished()
         self._perform()
 
@@ -291,6 +357,31 @@ class Connection:
                 raise ConnectionClosed(self.close_code or CloseCode.NORMAL)
             self._space.clear()
             await self._space.wait()
+
+    def _tick(self) -> None:
+        self._session.tick(self._clock())
+        self._perform()
+        self._arm()
+
+    def _arm(self) -> None:
+        # One timer per connection, for its one deadline: no polling. Before the
+        # accept nothing is armed; the accept checks the deadline and arms.
+        self._disarm()
+        deadline = self._session.deadline
+        if deadline is None or self._session.state is not State.OPEN:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self._clock())
+        self._timer = loop.call_at(loop.time() + delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._tick()  # re-arms if the clock is not quite there yet
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _perform(self) -> None:
         for action in self._session.actions():

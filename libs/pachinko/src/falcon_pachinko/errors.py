@@ -8,6 +8,9 @@
     ├── ConnectionClosed(PachinkoError, falcon.WebSocketDisconnected)
     │       an operation needs an open connection and this one is closed
     │       (catching Falcon's WebSocketDisconnected or ConnectionError catches it)
+    ├── RoomLimitExceeded(PachinkoError, ValueError)
+    │       a connection asked to join one room more than ``max_rooms`` allows;
+    │       nothing changed (it is still in exactly the rooms it was in)
     └── BackendError(PachinkoError, RuntimeError)
             the backend could not carry out an operation
 
@@ -24,6 +27,7 @@ __all__ = [
     "ConnectionClosed",
     "HandlerConfigurationError",
     "PachinkoError",
+    "RoomLimitExceeded",
 ]
 
 
@@ -45,6 +49,20 @@ class ConnectionClosed(PachinkoError, falcon.errors.WebSocketDisconnected):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.args = (f"connection closed with code {code}",)
+
+
+class RoomLimitExceeded(PachinkoError, ValueError):
+    """Joining one more room would exceed the connection's ``max_rooms``.
+
+    Nothing changed: the connection is still in exactly the rooms it was in.
+
+    Attributes:
+        limit: The connection's ``max_rooms``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a connection may be in at most {limit} rooms")
+        self.limit = limit
 
 
 class BackendError(PachinkoError, RuntimeError):

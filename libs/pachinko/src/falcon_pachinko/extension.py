@@ -129,6 +129,7 @@ def install(
     backend: Backend | None = None,
     *,
     limits: ConnectionLimits | None = None,
+    max_connections: int | None = None,
     on_presence: PresenceHandler | None = None,
 ) -> WebSocketConnectionManager:
     """Add WebSocket resources, rooms and lifespan hooks to a Falcon ASGI app.
@@ -146,7 +147,12 @@ def install(
     Args:
         app: The app. It is modified in place.
         backend: Where room traffic goes; ``None`` for the in-process backend.
-        limits: Outbound queue bounds for every connection.
+        limits: Per-connection limits (outbound queue, message budget, rooms,
+            ``on_connect`` time) for every connection.
+        max_connections: Connections this process serves at once; beyond them a
+            handshake is refused with HTTP 503 and ``Retry-After`` before any
+            resource is built. ``None`` or 0: no limit (uvicorn's
+            ``limit_concurrency`` does not bound WebSocket connections).
         on_presence: Called with each first-in/last-out presence change, where
             this process decides presence (see :class:`WebSocketConnectionManager`).
 
@@ -161,7 +167,9 @@ def install(
         raise TypeError("install() needs a falcon.asgi.App instance")
     if hasattr(app, "ws_connection_manager"):
         raise RuntimeError("falcon_pachinko is already installed on this app")
-    manager = WebSocketConnectionManager(backend, limits=limits, on_presence=on_presence)
+    manager = WebSocketConnectionManager(
+        backend, limits=limits, max_connections=max_connections, on_presence=on_presence
+    )
     ext = _Extension(app, manager)
     app.add_middleware(ext)
     app.__class__ = _extended_class(type(app), ext)

@@ -8,6 +8,12 @@ members does not exist: it is listed nowhere.
 Broadcasting encodes a message once; the backend carries those bytes to every
 process with members in the room, and each process decodes them to text once and
 offers that same string to each local member's outbound queue.
+
+Limits it keeps: rooms per connection (``limits.max_rooms``; one more raises
+:class:`~falcon_pachinko.errors.RoomLimitExceeded` and changes nothing) and
+connections per process (``max_connections``; the route refuses a handshake with
+HTTP 503 while :attr:`WebSocketConnectionManager.full`). Every refusal is counted
+in :class:`ManagerStats`, where an application's metrics read it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .backends.base import Backend, BackendSink, Member
 from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
+from .errors import RoomLimitExceeded
 from .presence import PresenceChange, PresenceHandler
 from .session import Send
 from .subjects import check_room
@@ -45,12 +52,24 @@ class ManagerStats:
         frames_delivered: Room and direct messages queued for local connections.
         slow_consumers: Connections that ended closed because their outbound queue
             overflowed (counted when they are unregistered).
+        frames_rate_limited: Received frames refused for being over their
+            connection's message budget (never dispatched).
+        rate_limit_closes: Connections closed with ``POLICY_VIOLATION`` for
+            flooding: sending on far past their budget.
+        refused_full: Handshakes refused (HTTP 503) because the process held
+            ``max_connections`` already; they never reached a resource.
+        connect_timeouts: Handshakes refused (HTTP 503) because ``on_connect``
+            ran longer than ``connect_timeout_s``.
     """
 
     connections_opened: int = 0
     frames_received: int = 0
     frames_delivered: int = 0
     slow_consumers: int = 0
+    frames_rate_limited: int = 0
+    rate_limit_closes: int = 0
+    refused_full: int = 0
+    connect_timeouts: int = 0
 
 
 class WebSocketConnectionManager(BackendSink):
@@ -59,7 +78,11 @@ class WebSocketConnectionManager(BackendSink):
     Args:
         backend: Where room traffic and membership go; the in-process backend when
             ``None``.
-        limits: Outbound queue bounds applied to every connection.
+        limits: Per-connection limits (outbound queue, message budget, rooms,
+            ``on_connect`` time) applied to every connection.
+        max_connections: Connections this process holds at most; a handshake
+            beyond them is refused with HTTP 503 before any resource exists.
+            ``None`` or 0: no limit.
         on_presence: Called with each first-in/last-out :class:`PresenceChange`
             when this process decides presence (the in-process backend). With a
             networked backend presence is decided by the membership directory, and
@@ -71,10 +94,14 @@ class WebSocketConnectionManager(BackendSink):
         backend: Backend | None = None,
         *,
         limits: ConnectionLimits | None = None,
+        max_connections: int | None = None,
         on_presence: PresenceHandler | None = None,
     ) -> None:
+        if max_connections is not None and max_connections < 0:
+            raise ValueError("max_connections must be positive, or 0/None for no limit")
         self.backend: Final[Backend] = backend if backend is not None else InProcessBackend()
         self.limits: Final = limits if limits is not None else ConnectionLimits()
+        self.max_connections: Final = max_connections or None
         #: See ``on_presence`` above; may be set after construction.
         self.on_presence: PresenceHandler | None = on_presence
         self._connections: dict[str, Connection] = {}
@@ -126,6 +153,17 @@ class WebSocketConnectionManager(BackendSink):
         """
         return self.backend.broker.new_connection_id()
 
+    @property
+    def full(self) -> bool:
+        """``True`` while the process holds ``max_connections`` connections.
+
+        Checked by the route before a new connection is registered, with no
+        ``await`` in between, so a refused handshake never counts itself and two
+        concurrent handshakes cannot both take the last place.
+        """
+        limit = self.max_connections
+        return limit is not None and len(self._connections) >= limit
+
     def register(self, conn: Connection, presence: str | None = None) -> None:
         """Make ``conn`` known to the manager (before ``on_connect`` runs)."""
         self._connections[conn.id] = conn
@@ -160,12 +198,15 @@ class WebSocketConnectionManager(BackendSink):
 
         Raises:
             ValueError: ``room`` is empty or ``conn`` is not registered.
+            RoomLimitExceeded: ``conn`` is in ``limits.max_rooms`` rooms already
+                (nothing changed).
         """
         _check_room(room)
         if conn.id not in self._connections:
             raise ValueError("connection is not registered with this manager")
         if room in self._memberships[conn.id]:
             return
+        self._check_room_limit(self._memberships[conn.id])
         async with self._lock(room):
             members = self._rooms.get(room)
             if members is None:
@@ -180,6 +221,11 @@ class WebSocketConnectionManager(BackendSink):
                 raise ValueError("connection was unregistered while joining")
             if room in memberships:
                 return  # a concurrent join of the same room got here first
+            if len(memberships) >= self.limits.max_rooms:
+                # Concurrent joins of other rooms took the last places meanwhile.
+                if not members:
+                    await self.backend.broker.unsubscribe(room)
+                raise RoomLimitExceeded(self.limits.max_rooms)
             self._rooms[room] = members
             members[conn.id] = conn
             memberships.add(room)
@@ -354,6 +400,10 @@ class WebSocketConnectionManager(BackendSink):
         return len(targets)
 
     # -- internals -----------------------------------------------------------
+
+    def _check_room_limit(self, memberships: set[str]) -> None:
+        if len(memberships) >= self.limits.max_rooms:
+            raise RoomLimitExceeded(self.limits.max_rooms)
 
     def _member(self, conn: Connection) -> Member:
         return Member(connection_id=conn.id, presence=self._presence.get(conn.id))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import structlog
 
+from .close_codes import CloseCode
 from .dispatch import HandlerSpec, build_registry
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ class WebSocketResource:
     1. :meth:`on_connect` runs before the handshake is accepted; returning
        ``False`` rejects it with HTTP 403.
     2. Each received frame goes to the ``@handles_message`` handler of its
-       ``type``, or to :meth:`on_unhandled` / :meth:`on_invalid_message`.
-       Frames from one connection are handled one at a time, in order.
+       ``type``, or to :meth:`on_unhandled` / :meth:`on_invalid_message`, or,
+       when it is over the connection's message budget, to
+       :meth:`on_rate_limited` (never to a handler). Frames from one connection
+       are handled one at a time, in order.
     3. :meth:`on_disconnect` runs exactly once when the connection ends, whoever
        closed it. The connection then leaves every room it is still in.
 
@@ -87,6 +90,15 @@ class WebSocketResource:
         """
         await self.on_unhandled(ws, message)
 
+    async def on_rate_limited(self, ws: WebSocketLike, message: str | bytes) -> None:
+        """Receive a frame refused for being over the connection's message budget.
+
+        The frame was not decoded and no handler saw it. The connection may be
+        closing already: for the refusal that found it flooding (it is then
+        closed with ``POLICY_VIOLATION``, 1008), sends here do nothing. The
+        default does nothing.
+        """
+
     async def on_handler_error(
         self, ws: WebSocketLike, message_type: str, error: Exception
     ) -> None:
@@ -112,6 +124,26 @@ class WebSocketResource:
         """The manager this resource's connection is registered with."""
         return self._pachinko_manager
 
+    def close_after(
+        self,
+        seconds: float | None,
+        code: int = CloseCode.CREDENTIALS_EXPIRED,
+        reason: str | None = None,
+    ) -> None:
+        """Close this connection ``seconds`` from now, e.g. when its token expires.
+
+        Usable in :meth:`on_connect` (before the accept) and later. One timer per
+        connection; a later call replaces the deadline, ``None`` removes it. A
+        deadline that passes during the handshake closes the connection right
+        after the accept, so the client still receives ``code``.
+
+        Args:
+            seconds: Time left, in seconds; ``None`` for no deadline.
+            code: The close code; ``CREDENTIALS_EXPIRED`` (4002) by default.
+            reason: A short reason for the close frame.
+        """
+        self._pachinko_conn.close_after(seconds, code, reason)
+
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this connection is a member of."""
@@ -125,7 +157,11 @@ class WebSocketResource:
         self._pachinko_manager.set_presence(self._pachinko_conn, presence)
 
     async def join_room(self, room: str) -> None:
-        """Join ``room``; its traffic reaches this connection once this returns."""
+        """Join ``room``; its traffic reaches this connection once this returns.
+
+        Raises:
+            RoomLimitExceeded: The connection is in ``max_rooms`` rooms already.
+        """
         await self._pachinko_manager.join_room(self._pachinko_conn, room)
 
     async def leave_room(self, room: str) -> None:

@@ -2,27 +2,39 @@
 
 Lifecycle of a connection::
 
+    manager.full (max_connections held)? ──▶ HTTP 503 + Retry-After; no resource,
+        │ no                                  nothing registered
     resource = ResourceClass(*args, **kwargs); manager.register(conn)
     on_connect(req, ws, **params) ──False/raises──▶ HTTP 403, nothing sent,
         │ True                   raises HTTPError ──▶ its status        no on_disconnect
         │                       raises BackendError ──▶ HTTP 503
+        │                  runs past connect_timeout_s ──▶ cancelled, HTTP 503
         │ closed meanwhile (overflow, abort)? ──▶ no accept (HTTP 403) ─┐
     accept; frames sent inside on_connect go out first                  │
     receive loop: one frame at a time                                   │
         session.receive(frame) ──▶ handler | on_invalid_message         │
-                                   | on_unhandled | dropped             │
-        │ peer closed, server closed, connection lost, or an            │
-        │ unexpected error (logged, closed with 1011)                   │
+                                   | on_unhandled | on_rate_limited     │
+                                   | dropped                            │
+        │ peer closed, server closed, connection lost, flooding (1008), │
+        │ deadline (close_after), or an unexpected error (logged, 1011) │
     on_disconnect(ws, close_code)   exactly once ◀──────────────────────┘
     manager.unregister: leave every room; flush and close within close_timeout_s
 
 Once ``on_connect`` has returned ``True``, ``on_disconnect`` runs however the
 connection ends, so every join it made is matched by a leave; ``unregister``
-runs for every connection, rejected or not.
+runs for every connection, rejected or not — a timed-out ``on_connect`` too, so
+the rooms it joined before it was cancelled are left.
+
+The connection limit is the library's to keep: uvicorn's ``limit_concurrency``
+(answering 503 beyond N concurrent requests) does not apply to WebSocket
+upgrades once they are being served, so a server option cannot bound them.
+A handshake refused because the process is full is checked before the resource
+is built and before anything is registered, so it never counts itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +45,7 @@ from .close_codes import CloseCode, ReceivedCloseCode
 from .connection import Connection
 from .errors import BackendError, ConnectionClosed
 from .handshake import refuse
-from .session import Dispatch, Drop, Inbound, Invalid, Unhandled
+from .session import Dispatch, Drop, Inbound, Invalid, RateLimited, Unhandled
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -48,8 +60,15 @@ log = structlog.get_logger(__name__)
 # RFC 6455 7.1.5: "no status code was actually present".
 _NO_STATUS = ReceivedCloseCode.NO_STATUS
 
-#: Suggested to a client refused because the backend is away.
+#: Suggested to a client refused because the backend is away, or on_connect hung.
 _RETRY_AFTER_S = 1
+#: Suggested to a client refused because the process is full: long enough for
+#: connections to end, or for a load balancer to send the retry elsewhere.
+_FULL_RETRY_AFTER_S = 5
+
+
+class _ConnectTimedOut(Exception):
+    """``on_connect`` ran past ``connect_timeout_s`` and was cancelled."""
 
 
 class WebSocketRoute:
@@ -70,6 +89,11 @@ class WebSocketRoute:
     async def on_websocket(
         self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, **params: Any
     ) -> None:
+        if self._manager.full:
+            # No await between this check and register() below.
+            self._manager.stats.refused_full += 1
+            await refuse(req, ws, 503, _FULL_RETRY_AFTER_S)
+            return
         handlers = self._resource_cls._pachinko_handlers
         conn = Connection(
             ws, self._manager.limits, handlers, connection_id=self._manager.new_connection_id()
@@ -101,7 +125,14 @@ class WebSocketRoute:
         params: dict[str, Any],
     ) -> bool:
         try:
-            accepted = await resource.on_connect(req, conn, **params)
+            accepted = await self._on_connect(resource, req, conn, params)
+        except _ConnectTimedOut:
+            log.warning(
+                "pachinko.on_connect_timeout", timeout_s=self._manager.limits.connect_timeout_s
+            )
+            self._manager.stats.connect_timeouts += 1
+            await _refuse(req, conn, 503, _RETRY_AFTER_S)
+            return False
         except falcon.errors.HTTPError as exc:
             await _refuse(req, conn, exc.status_code, _retry_after(exc))
             return False
@@ -119,6 +150,22 @@ class WebSocketRoute:
             await conn.close(CloseCode.POLICY_VIOLATION)
             return False
         return True
+
+    async def _on_connect(
+        self,
+        resource: WebSocketResource,
+        req: falcon.asgi.Request,
+        conn: Connection,
+        params: dict[str, Any],
+    ) -> bool:
+        timeout = asyncio.timeout(self._manager.limits.connect_timeout_s)
+        try:
+            async with timeout:
+                return await resource.on_connect(req, conn, **params)
+        except TimeoutError:
+            if timeout.expired():
+                raise _ConnectTimedOut from None
+            raise  # on_connect's own TimeoutError: a failure like any other
 
     async def _serve(self, resource: WebSocketResource, conn: Connection) -> None:
         try:
@@ -145,10 +192,20 @@ class WebSocketRoute:
                 conn.mark_closed(exc.code)
                 return
             self._manager.stats.frames_received += 1
+            decision = conn.receive(frame)
+            if isinstance(decision, RateLimited):
+                self._count_refusal(decision)
             try:
-                await _perform(resource, conn, conn.receive(frame), frame)
+                await _perform(resource, conn, decision, frame)
             except ConnectionClosed:
                 return
+
+    def _count_refusal(self, decision: RateLimited) -> None:
+        stats = self._manager.stats
+        stats.frames_rate_limited += 1
+        if decision.closing:
+            stats.rate_limit_closes += 1
+            log.warning("pachinko.rate_limit_close")
 
 
 def _retry_after(exc: falcon.errors.HTTPError) -> int | None:
@@ -193,6 +250,8 @@ async def _perform(
             await _guarded("on_invalid_message", call)
         case Unhandled():
             await _guarded("on_unhandled", resource.on_unhandled(conn, frame))
+        case RateLimited():
+            await _guarded("on_rate_limited", resource.on_rate_limited(conn, frame))
         case Drop():
             pass
 

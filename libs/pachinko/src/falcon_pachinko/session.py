@@ -7,7 +7,9 @@ A :class:`Session` owns everything a connection decides, and nothing it does:
   UTF-8 bytes;
 * frames sent during the handshake, held aside and put first at the accept;
 * the close decisions (a graceful close, an overflow, an abort, a peer close);
-* what a received frame is for (:func:`falcon_pachinko.dispatch.decide`).
+* what a received frame is for (:func:`falcon_pachinko.dispatch.decide`);
+* the per-connection limits on what comes in and for how long: the message
+  budget (a :class:`~falcon_pachinko.ratelimit.TokenBucket`) and a deadline.
 
 It never awaits, never touches a socket and never reads a clock: the time is
 passed in as ``now``. :class:`falcon_pachinko.connection.Connection` drives it
@@ -19,8 +21,10 @@ sans-I/O ``protocol.py``::
     accept done      ─── accept(now) ──────▶ OPEN, early frames first
     room traffic     ─── offer(frame, now) ─▶ queued, or overflow: Close(4001) action
     handler's send   ─── send(frame, now) ──▶ QUEUED | FULL (wait for space) | CLOSED
-    frame received   ─── receive(f, now) ───▶ Dispatch | Invalid | Unhandled | Drop
-    timer            ─── tick(now)
+    frame received   ─── receive(f, now) ───▶ Dispatch | Invalid | Unhandled
+                                              | RateLimited | Drop
+    a deadline       ─── close_at(t, code) ─▶ deadline (the adapter arms a timer)
+    timer            ─── tick(now) ─────────▶ Close once the deadline has passed
     close / abort    ─── close() / abort() ─▶ Close queued last / Close action now
     peer went away   ─── peer_closed(code)
     writer           ◀── next_frame() ─────── Send | Close | None, in queue order
@@ -32,6 +36,30 @@ must see them; the writer takes one at a time. :meth:`Session.actions` holds wha
 must happen at once, ahead of the stream: a :class:`Close` from an overflow or an
 abort, which drops whatever was queued.
 
+Limits, and what breaking them does:
+
+* **Message budget.** Each received frame takes a token from a bucket of
+  ``burst`` tokens refilled at ``rate_per_s``. A frame that finds none is
+  :class:`RateLimited`: it is not dispatched, so a handler never sees it and it
+  is never broadcast. Over any interval of length ``T`` at most
+  ``burst + rate_per_s * T`` frames are dispatched.
+* **Flooding.** Refused frames draw from a second bucket of the same size and
+  rate. A refusal that finds that one empty too closes the session with
+  ``POLICY_VIOLATION`` (1008), after the frames already queued (so the client
+  sees the errors it was sent, then the close). In words: a client is closed once,
+  over some interval of length ``T``, more than ``burst + rate_per_s * T`` of its
+  frames were *refused*, i.e. it kept sending at more than twice its budget
+  after being told. Why this rule: a client that overshoots briefly (a paste, a
+  retry) is only slowed down; one that ignores the refusals is cut off within
+  about ``burst`` refused frames, whatever its speed; it needs no window of
+  timestamps (constant memory) and no knob beyond the budget itself.
+* **Deadline.** :meth:`Session.close_at` sets a time by which the connection
+  ends (credentials expiring, a maximum lifetime). :meth:`Session.tick`, or any
+  received frame, at or after it closes the session gracefully with the given
+  code; no frame received at or after the deadline is dispatched. A deadline that
+  passes before the accept closes the session right after it, so the client
+  learns the code (a refused handshake could not tell it).
+
 Bad input from the peer never raises here: it becomes a decision or a close.
 Exceptions are for programmer errors.
 """
@@ -41,14 +69,26 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
 import msgspec
 
 from .close_codes import CloseCode
-from .dispatch import Decision, Dispatch, HandlerSpec, Invalid, Unhandled, decide
+from .dispatch import Dispatch, HandlerSpec, Invalid, Unhandled, decide
+from .frames import (
+    Action,
+    Admission,
+    Close,
+    Drop,
+    Inbound,
+    Outbound,
+    RateLimited,
+    Send,
+    truncate_reason,
+    utf8_size,
+)
+from .ratelimit import RateLimit
 
 __all__ = [
     "Action",
@@ -60,6 +100,8 @@ __all__ = [
     "Invalid",
     "Outbound",
     "QueueLimits",
+    "RateLimit",
+    "RateLimited",
     "Send",
     "Session",
     "State",
@@ -100,110 +142,6 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class Admission(enum.Enum):
-    """The answer to :meth:`Session.send`."""
-
-    #: The frame is queued.
-    QUEUED = "queued"
-    #: No room now; wait until the writer takes a frame, then try again.
-    FULL = "full"
-    #: The session is closing or closed (perhaps by this very send); drop the frame.
-    CLOSED = "closed"
-
-
-# -- outputs ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Write one frame.
-
-    Attributes:
-        payload: The frame's content. A text frame may hold UTF-8 ``bytes`` (as
-            they arrive from a backend) or ``str``.
-        size: The bytes the frame holds on the wire (UTF-8 for text).
-        text: A text frame (``True``) or a binary one.
-    """
-
-    payload: str | bytes
-    size: int
-    text: bool = True
-
-    @classmethod
-    def of_text(cls, text: str) -> Send:
-        """A text frame from a ``str``."""
-        return cls(text, utf8_size(text))
-
-    @classmethod
-    def of_utf8(cls, data: bytes) -> Send:
-        """A text frame from UTF-8 bytes (not checked here; the writer decodes them)."""
-        return cls(data, len(data))
-
-    @classmethod
-    def of_binary(cls, data: bytes) -> Send:
-        """A binary frame."""
-        return cls(data, len(data), text=False)
-
-    def as_text(self) -> str:
-        """The payload of a text frame as ``str``."""
-        payload = self.payload
-        return payload if isinstance(payload, str) else payload.decode()
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Send a close frame with ``code`` and ``reason``, then nothing more.
-
-    From :meth:`Session.next_frame` it comes after the frames queued before it;
-    from :meth:`Session.actions` it must happen now, abandoning any write in flight.
-    Before the accept, closing the socket refuses the handshake (HTTP 403).
-    """
-
-    code: int
-    reason: str | None = None
-
-
-#: What the writer takes from :meth:`Session.next_frame`.
-Outbound = Send | Close
-#: What :meth:`Session.actions` returns.
-Action = Close
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """Do nothing with this frame: the session is no longer open."""
-
-
-#: What :meth:`Session.receive` decides.
-Inbound = Decision | Drop
-
-
-# -- helpers ---------------------------------------------------------------------
-
-
-def utf8_size(text: str) -> int:
-    """Bytes ``text`` takes encoded as UTF-8.
-
-    Args:
-        text: Any string.
-
-    Returns:
-        Its UTF-8 length, without encoding it when it is ASCII (checking that is
-        O(1) in CPython).
-    """
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-def truncate_reason(reason: str | None) -> str | None:
-    """Cut a close reason to 123 UTF-8 bytes, on a character boundary.
-
-    RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
-    """
-    if reason is None:
-        return None
-    return reason.encode()[:123].decode(errors="ignore")
-
-
 # -- the session -----------------------------------------------------------------
 
 
@@ -214,6 +152,8 @@ class Session:
         limits: Outbound queue bounds.
         handlers: The resource class's handler registry; with none, every frame
             is :class:`Unhandled`.
+        rate: The message budget of received frames; none when ``None`` or
+            disabled (``rate_per_s=0``).
 
     Attributes:
         close_code: The code of the first close decided (or reported by the peer);
@@ -221,10 +161,20 @@ class Session:
     """
 
     def __init__(
-        self, limits: QueueLimits, handlers: Mapping[str, HandlerSpec] = _NO_HANDLERS
+        self,
+        limits: QueueLimits,
+        handlers: Mapping[str, HandlerSpec] = _NO_HANDLERS,
+        *,
+        rate: RateLimit | None = None,
     ) -> None:
         self.limits: Final = limits
         self._handlers = handlers
+        budget = rate if rate is not None and rate.enabled else None
+        #: Tokens for frames dispatched, and for frames refused (the flood rule).
+        self._budget = budget.bucket() if budget is not None else None
+        self._flood = budget.bucket() if budget is not None else None
+        self._deadline: float | None = None
+        self._deadline_close: tuple[int, str | None] = (CloseCode.NORMAL, None)
         self._state = State.HANDSHAKE
         #: Frames sent during the handshake; they go out first at the accept.
         self._early: list[Send] = []
@@ -259,6 +209,11 @@ class Session:
         return self._state is State.CLOSED or self._aborted
 
     @property
+    def deadline(self) -> float | None:
+        """When the session closes by itself (see :meth:`close_at`); ``None`` if never."""
+        return None if self.closed else self._deadline
+
+    @property
     def backlog(self) -> int:
         """Frames waiting to be written, early ones included."""
         return len(self._queue) + len(self._early)
@@ -283,6 +238,7 @@ class Session:
             self._state = State.OPEN
             self._queue.extendleft(reversed(self._early))
             self._early.clear()
+            self.tick(now)  # a deadline that passed during the handshake
         elif self._state is State.CLOSING and not self._close_emitted:
             self._emit_close_last()
 
@@ -341,31 +297,60 @@ class Session:
     def receive(self, frame: str | bytes, now: float) -> Inbound:
         """Decide what one received frame is for.
 
+        The deadline is checked first (a frame at or after it closes the session
+        and is dropped), then the message budget, then the frame is decoded.
+
         Args:
             frame: The frame's text or bytes, as received.
             now: The current time, in seconds.
 
         Returns:
             :class:`Dispatch` (call a handler), :class:`Invalid` (a handled type
-            whose content failed validation), :class:`Unhandled`, or
-            :class:`Drop` when the session is no longer open. Never raises
-            because of the frame's content.
+            whose content failed validation), :class:`Unhandled`,
+            :class:`RateLimited` (over budget: not dispatched; ``closing`` when
+            this refusal closed the session), or :class:`Drop` when the session
+            is no longer open. Never raises because of the frame's content.
         """
+        self.tick(now)
         if self._state is not State.OPEN:
             return Drop()
-        # Hook point: per-connection rate limits, frame-size caps and token
-        # expiry are checked here, before the frame is decoded, and turn a
-        # violation into a close (an action) and Drop. None is enforced yet.
+        if self._budget is not None and not self._budget.take(now):
+            return self._refuse(now)
         return decide(self._handlers, frame)
 
-    def tick(self, now: float) -> None:
-        """Let time pass: the hook point for deadlines (token expiry, idle timeouts).
+    def close_at(self, deadline: float | None, code: int, reason: str | None = None) -> None:
+        """End the session at ``deadline``: a graceful close with ``code``.
 
-        Nothing is time-based yet; an adapter may already call this on a timer.
+        A later call replaces the deadline (a resource that renewed credentials
+        may extend it); ``None`` removes it. Nothing happens until :meth:`tick`
+        (or :meth:`receive`, or :meth:`accept`) sees a ``now`` at or after it.
+
+        Args:
+            deadline: On the same clock as every ``now``; ``None`` for none.
+            code: The close code (``CREDENTIALS_EXPIRED``, 4002, for a token).
+            reason: A short reason, cut to 123 UTF-8 bytes.
+        """
+        self._deadline = deadline
+        self._deadline_close = (code, reason)
+
+    def tick(self, now: float) -> Close | None:
+        """Let time pass: close the session if its deadline has come.
+
+        Before the accept nothing closes (the accept checks the deadline again).
 
         Args:
             now: The current time, in seconds.
+
+        Returns:
+            The :class:`Close` decided now (it is queued last on the outbound
+            stream), or ``None``.
         """
+        deadline = self._deadline
+        if deadline is None or now < deadline or self._state is not State.OPEN:
+            return None
+        code, reason = self._deadline_close
+        self.close(code, reason)
+        return Close(code, truncate_reason(reason))
 
     def close(self, code: int, reason: str | None = None) -> None:
         """Close after the frames already queued have been written.
@@ -451,6 +436,13 @@ class Session:
         return actions
 
     # -- internals -------------------------------------------------------------
+
+    def _refuse(self, now: float) -> RateLimited:
+        assert self._flood is not None  # set together with the budget
+        if self._flood.take(now):
+            return RateLimited()
+        self.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        return RateLimited(closing=True)
 
     def _set_closing(self, code: int, reason: str | None) -> None:
         if self.close_code is None:

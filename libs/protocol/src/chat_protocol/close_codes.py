@@ -18,11 +18,11 @@ not permit gets HTTP 403 and no WebSocket at all.
 |------|------|-----------|------|
 | 1000 | NORMAL | no | the client or server ended the session normally |
 | 1001 | GOING_AWAY | yes | the server is going away |
-| 1008 | POLICY_VIOLATION | no | a handshake was refused (sent as HTTP 403) |
+| 1008 | POLICY_VIOLATION | no | flooding past the message budget; at a handshake, HTTP 403 |
 | 1009 | MESSAGE_TOO_BIG | no, not as is | a frame exceeded ``CHAT_WS_MAX_BYTES`` |
 | 1011 | INTERNAL_ERROR | yes | an unexpected server fault (no detail is given) |
 | 1012 | SERVICE_RESTART | yes | the gateway is shutting down or restarting |
-| 1002 | PROTOCOL_ERROR | no, not as is | the client broke RFC 6455 (sent by the server below) |
+| 1002 | PROTOCOL_ERROR | no, not as is | the client broke RFC 6455 framing (see the README) |
 | 1007 | INVALID_FRAME_PAYLOAD | no, not as is | a text frame was not valid UTF-8 |
 | 4001 | SLOW_CONSUMER | yes | the client did not read fast enough; its outbound queue overflowed |
 | 4002 | CREDENTIALS_EXPIRED | yes, with a fresh token | the token expired while connected |

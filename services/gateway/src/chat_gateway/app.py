@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any, Final, cast
@@ -30,7 +31,7 @@ from .middleware import OriginMiddleware
 from .resources import ChatRoomResource
 from .settings import Settings
 
-__all__ = ["CHAT_ROUTE", "create_app"]
+__all__ = ["CHAT_ROUTE", "connection_limits", "create_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,12 +69,27 @@ class _Readiness:
         return self.started and (self._check is None or self._check())
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """Every per-connection limit, from the settings (no library default is used)."""
+    return ConnectionLimits(
+        max_queue_messages=settings.outbound_queue_messages,
+        max_queue_bytes=settings.outbound_queue_bytes,
+        close_timeout_s=settings.close_timeout_s,
+        rate_per_s=settings.rate_per_s,
+        rate_burst=settings.rate_burst,
+        # One room per connection (the URL's); the library's cap is never reached.
+        max_rooms=ConnectionLimits().max_rooms,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+
+
 def create_app(
     settings: Settings,
     backend: Backend | None = None,
     *,
     registry: CollectorRegistry | None = None,
     ready: Callable[[], bool] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> falcon.asgi.App[Any, Any]:
     """Build the gateway app.
 
@@ -83,6 +99,7 @@ def create_app(
             gateway, which then also runs the announcements).
         registry: Where the gateway's metrics go (served on ``/metrics``).
         ready: Extra readiness check (the NATS connection is up).
+        wall_clock: Unix seconds, against which token expiry is measured.
     """
     if settings.auth == "dev":
         log.warning(
@@ -91,19 +108,18 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     # The origin guard comes first: a foreign page costs no token work.
-    guard = OriginMiddleware(settings.origin_policy, metrics.count_rejection)
+    guard = OriginMiddleware(settings.origin_policy, metrics.reject)
     app = falcon.asgi.App(middleware=[guard, auth_middleware(settings)])
-    limits = ConnectionLimits(
-        max_queue_messages=settings.outbound_queue_messages,
-        max_queue_bytes=settings.outbound_queue_bytes,
-        close_timeout_s=settings.close_timeout_s,
+    conn_mgr = falcon_pachinko.install(
+        app, backend, limits=connection_limits(settings), max_connections=settings.max_connections
     )
-    conn_mgr = falcon_pachinko.install(app, backend, limits=limits)
     # On its own the gateway decides presence; in a cluster the rooms service does.
     conn_mgr.on_presence = presence_announcer(conn_mgr.broadcast_to_room)
     metrics.watch(conn_mgr)
     ws_app = cast(PachinkoApp, app)
-    ws_app.add_websocket_route(CHAT_ROUTE, ChatRoomResource, metrics, settings.typing_ttl_s)
+    ws_app.add_websocket_route(
+        CHAT_ROUTE, ChatRoomResource, metrics, settings.typing_ttl_s, wall_clock=wall_clock
+    )
     readiness = _Readiness(ready)
     add_ops_routes(app, readiness, registry)
     app.add_route("/", _IndexPage())

@@ -131,10 +131,13 @@ class User(msgspec.Struct, frozen=True):
     Attributes:
         name: The chat name.
         rooms: The rooms the token permits, or ``None``: every room.
+        expires_at: When the credential expires (the token's ``exp``, Unix
+            seconds); ``None`` when it does not (development mode).
     """
 
     name: str
     rooms: RoomPatterns | None = None
+    expires_at: float | None = None
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -250,13 +253,14 @@ def _user(claims: Mapping[str, Any], config: JwtConfig) -> User | Rejected:
         name = check_user_name(claims[config.user_claim])
     except InvalidUserName:
         return Rejected("invalid_claims")
+    expires_at = float(claims["exp"])
     if config.rooms_claim not in claims:
-        return User(name)
+        return User(name, expires_at=expires_at)
     rooms = claims[config.rooms_claim]
     if not isinstance(rooms, list) or not rooms:
         return Rejected("invalid_claims")
     try:
-        return User(name, rooms=RoomPatterns.parse(rooms))
+        return User(name, rooms=RoomPatterns.parse(rooms), expires_at=expires_at)
     except ValueError:
         return Rejected("invalid_claims")
 

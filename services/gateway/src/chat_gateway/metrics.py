@@ -1,7 +1,10 @@
 """The gateway's Prometheus metrics (never labelled by user or room).
 
 Connection and traffic totals are read from the connection manager at scrape time,
-so the hot path only bumps plain integers.
+so the hot path only bumps plain integers. That includes what the library refuses
+on its own, before any chat resource exists (a full gateway, an ``on_connect``
+that timed out): those refusals appear in ``chat_gateway_handshakes_rejected_total``
+next to the chat's own reasons.
 """
 
 from __future__ import annotations
@@ -55,6 +58,43 @@ class _ManagerCollector(Collector):
             " overflowed",
             value=stats.slow_consumers,
         )
+        yield CounterMetricFamily(
+            "chat_gateway_messages_rate_limited",
+            "Client messages refused (serverError rate_limited) for exceeding the"
+            " connection's budget; never sent to the room",
+            value=stats.frames_rate_limited,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_flood_disconnects",
+            f"Clients closed with {CloseCode.POLICY_VIOLATION:d} for sending far past their budget",
+            value=stats.rate_limit_closes,
+        )
+
+
+class _Rejections(Collector):
+    """``chat_gateway_handshakes_rejected_total{reason}``: the chat's and the library's."""
+
+    def __init__(self) -> None:
+        self.manager: WebSocketConnectionManager | None = None
+        self.counts: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "chat_gateway_handshakes_rejected",
+            "WebSocket handshakes refused (HTTP 403, or 503 for unavailable, gateway_full"
+            " and connect_timeout), by reason",
+            labels=["reason"],
+        )
+        library: dict[str, int] = {}
+        if self.manager is not None:
+            stats = self.manager.stats
+            library = {
+                "gateway_full": stats.refused_full,
+                "connect_timeout": stats.connect_timeouts,
+            }
+        for reason, count in sorted({**self.counts, **library}.items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 class Metrics:
@@ -68,14 +108,10 @@ class Metrics:
         self, registry: CollectorRegistry, manager: WebSocketConnectionManager | None = None
     ) -> None:
         self._registry = registry
+        self._rejections = _Rejections()
+        registry.register(self._rejections)
         if manager is not None:
             self.watch(manager)
-        self.handshakes_rejected = Counter(
-            "chat_gateway_handshakes_rejected_total",
-            "WebSocket handshakes refused (HTTP 403, or 503 for unavailable), by reason",
-            ["reason"],
-            registry=registry,
-        )
         self.server_errors = Counter(
             "chat_gateway_server_errors_total",
             "serverError messages sent to clients, by code",
@@ -84,9 +120,11 @@ class Metrics:
         )
 
     def watch(self, manager: WebSocketConnectionManager) -> None:
-        """Report ``manager``'s connections and traffic (once per registry)."""
+        """Report ``manager``'s connections, traffic and refusals (once per registry)."""
         self._registry.register(_ManagerCollector(manager))
+        self._rejections.manager = manager
 
-    def count_rejection(self, reason: str) -> None:
-        """Count one refused handshake."""
-        self.handshakes_rejected.labels(reason).inc()
+    def reject(self, reason: str) -> None:
+        """Count one handshake the chat refused (origin, auth, room, ...), for ``reason``."""
+        counts = self._rejections.counts
+        counts[reason] = counts.get(reason, 0) + 1

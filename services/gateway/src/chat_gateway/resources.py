@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import falcon.asgi
@@ -11,6 +13,7 @@ import msgspec
 import structlog
 
 from chat_protocol import InvalidRoomName, check_room_name
+from chat_protocol.close_codes import CloseCode
 from chat_protocol.messages import (
     ClientMessage,
     ClientSendMessage,
@@ -51,6 +54,12 @@ _UNAVAILABLE: Final = ServerError(
         code=ErrorCode.UNAVAILABLE,
     )
 )
+_RATE_LIMITED: Final = ServerError(
+    payload=ErrorPayload(
+        error="Too many messages; this one was not sent. Slow down.",
+        code=ErrorCode.RATE_LIMITED,
+    )
+)
 _MAX_DETAIL: Final = 200
 #: Seconds a client is asked to wait when the token's keys cannot be fetched.
 _KEYS_RETRY_AFTER_S: Final = 5
@@ -67,6 +76,18 @@ class ChatRoomResource(WebSocketResource):
 
     Typing expires: a typist who goes silent for ``typing_ttl_s``, sends a
     message, or disconnects is announced as no longer typing.
+
+    Limits (enforced by the library, configured by the gateway): every message,
+    typing notifications included, counts against one budget; a message over it
+    gets ``serverError`` ``rate_limited`` and reaches nobody. A connection ends
+    with 4002 (``CREDENTIALS_EXPIRED``) when its token's ``exp`` passes: the
+    deadline is the ``exp`` itself, without the leeway granted at the handshake,
+    so a token accepted within the leeway is closed right after the welcome.
+
+    Args:
+        metrics: Where rejections and errors are counted.
+        typing_ttl_s: A silent typist stops typing after this long.
+        wall_clock: Unix seconds, to turn a token's ``exp`` into time left.
     """
 
     schema = ClientMessage
@@ -74,9 +95,16 @@ class ChatRoomResource(WebSocketResource):
     user: User
     room_name: str
 
-    def __init__(self, metrics: Metrics | None = None, typing_ttl_s: float = 6.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        typing_ttl_s: float = 6.0,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._metrics = metrics
         self._typing_ttl_s = typing_ttl_s
+        self._wall_clock = wall_clock
         self._typing_expiry: asyncio.Task[None] | None = None
 
     async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
@@ -97,6 +125,9 @@ class ChatRoomResource(WebSocketResource):
             return self._reject("room_not_permitted")
         self.user = user
         self.room_name = room_name
+        if user.expires_at is not None:
+            time_left = user.expires_at - self._wall_clock()
+            self.close_after(time_left, CloseCode.CREDENTIALS_EXPIRED, "token expired")
         self.set_presence(user.name)
         try:
             await self.join_room(room_name)
@@ -189,6 +220,9 @@ class ChatRoomResource(WebSocketResource):
         )
         await self._send_error(ws, error_message)
 
+    async def on_rate_limited(self, ws: WebSocketLike, message: str | bytes) -> None:
+        await self._send_error(ws, _RATE_LIMITED)
+
     async def on_handler_error(
         self, ws: WebSocketLike, message_type: str, error: Exception
     ) -> None:
@@ -197,10 +231,10 @@ class ChatRoomResource(WebSocketResource):
 
     def _reject(self, reason: str) -> bool:
         if self._metrics is not None:
-            self._metrics.handshakes_rejected.labels(reason).inc()
+            self._metrics.reject(reason)
         return False
 
     async def _send_error(self, ws: WebSocketLike, message: ServerError) -> None:
-        if self._metrics is not None:
+        await ws.send_media(message)  # raises if the connection closed meanwhile
+        if self._metrics is not None:  # so only errors that went out are counted
             self._metrics.server_errors.labels(message.payload.code).inc()
-        await ws.send_media(message)

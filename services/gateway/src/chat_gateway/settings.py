@@ -129,6 +129,30 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds uvicorn waits for connections to close at shutdown.
     shutdown_timeout_s: PositiveFloat = 10.0
 
+    # -- Client limits -----------------------------------------------------------
+    # Enforced by falcon_pachinko's session core for each connection, and by its
+    # route for the whole gateway. The library's own defaults are never used.
+
+    #: Client messages per second per connection, sustained. Every message counts
+    #: against this one budget, typing notifications included. Over it a message
+    #: gets ``serverError`` ``rate_limited`` and is not sent to the room; a client
+    #: that keeps on at more than twice the budget is closed with 1008. 10/s is
+    #: several times what a fast typist produces. 0 disables it (benchmarks).
+    rate_per_s: Annotated[float, Meta(ge=0, le=1_000_000)] = 10.0
+    #: Messages a client may send back to back above the sustained rate: 20
+    #: lets a paste of a few lines, or a reconnect's queued messages, through.
+    rate_burst: Annotated[int, Meta(ge=1, le=1_000_000)] = 20
+    #: Connections one gateway serves at once; beyond them a handshake gets
+    #: HTTP 503 with Retry-After, so clients retry (through the load balancer,
+    #: another gateway). 10,000 keeps one process's memory (outbound queues) and
+    #: fan-out work bounded. 0: no limit. uvicorn's limit_concurrency cannot do
+    #: this: it does not apply to WebSocket connections once upgraded.
+    max_connections: Annotated[int, Meta(ge=0)] = 10_000
+    #: Seconds a handshake may spend connecting (joining the room over NATS,
+    #: asking for the roster) before it is refused with HTTP 503. 10 s: far above
+    #: a healthy round trip, short enough that stuck handshakes cannot pile up.
+    connect_timeout_s: PositiveFloat = 10.0
+
     def __post_init__(self) -> None:
         if self.ws_max_bytes < _MIN_FRAME_BYTES:
             raise ValueError(

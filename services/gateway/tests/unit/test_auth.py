@@ -73,13 +73,13 @@ def reason(token: str | None, config: JwtConfig = CONFIG, now: float = NOW) -> s
 
 
 def test_a_valid_token_names_its_user() -> None:
-    assert verify_token(sign(claims()), CONFIG, NOW) == User("Alice")
+    assert verify_token(sign(claims()), CONFIG, NOW) == User("Alice", expires_at=int(NOW) + 3600)
 
 
 def test_the_name_claim_is_configurable() -> None:
     config = JwtConfig(secret=Secret(SECRET), user_claim="name")
     token = sign(claims(sub="user-8812", name="Bob"))
-    assert verify_token(token, config, NOW) == User("Bob")
+    assert verify_token(token, config, NOW) == User("Bob", expires_at=int(NOW) + 3600)
     assert reason(sign(claims()), config) == "invalid_claims"  # has sub, lacks name
 
 
@@ -103,7 +103,7 @@ EXP = int(NOW) + 60
 def test_expiry_boundary(now: float, leeway_s: float, expected: str) -> None:
     config = JwtConfig(secret=Secret(SECRET), leeway_s=leeway_s)
     result = verify_token(sign(claims(exp=EXP)), config, now)
-    assert result == (User("Alice") if expected == "ok" else Rejected("expired"))
+    assert result == (User("Alice", expires_at=EXP) if expected == "ok" else Rejected("expired"))
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,9 @@ def test_expiry_boundary(now: float, leeway_s: float, expected: str) -> None:
 )
 def test_tokens_from_the_future(claim: str, offset: int, expected: str) -> None:
     result = verify_token(sign(claims(**{claim: int(NOW) + offset})), CONFIG, NOW)
-    assert result == (User("Alice") if expected == "ok" else Rejected("not_yet_valid"))
+    assert result == (
+        User("Alice", expires_at=int(NOW) + 3600) if expected == "ok" else Rejected("not_yet_valid")
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,7 +206,9 @@ def test_a_missing_or_invalid_name_is_rejected(name: Any) -> None:
 
 
 def test_a_32_character_name_is_accepted() -> None:
-    assert verify_token(sign(claims(sub="x" * 32)), CONFIG, NOW) == User("x" * 32)
+    assert verify_token(sign(claims(sub="x" * 32)), CONFIG, NOW) == User(
+        "x" * 32, expires_at=int(NOW) + 3600
+    )
 
 
 # -- audience and issuer ------------------------------------------------------------
@@ -227,11 +231,15 @@ def test_audience_and_issuer_are_enforced_when_configured(
     overrides: dict[str, Any], expected: str
 ) -> None:
     result = verify_token(sign(claims(**overrides)), AUD_ISS, NOW)
-    assert result == (User("Alice") if expected == "ok" else Rejected(expected))
+    assert result == (
+        User("Alice", expires_at=int(NOW) + 3600) if expected == "ok" else Rejected(expected)
+    )
 
 
 def test_without_configuration_iss_is_free_and_aud_is_refused() -> None:
-    assert verify_token(sign(claims(iss="anyone")), CONFIG, NOW) == User("Alice")
+    assert verify_token(sign(claims(iss="anyone")), CONFIG, NOW) == User(
+        "Alice", expires_at=int(NOW) + 3600
+    )
     # RFC 7519 §4.1.3: a recipient that is not named in aud must reject the token.
     assert reason(sign(claims(aud="chat"))) == "wrong_audience"
 
@@ -293,7 +301,7 @@ def test_any_token_shaped_text_is_rejected_and_never_raises(token: str) -> None:
 
 def test_issue_token_round_trips() -> None:
     token = issue_token(SECRET, "Alice", now=NOW)
-    assert verify_token(token, CONFIG, NOW) == User("Alice")
+    assert verify_token(token, CONFIG, NOW) == User("Alice", expires_at=int(NOW) + 3600)
     decoded = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert decoded == {"sub": "Alice", "iat": int(NOW), "exp": int(NOW) + 3600}
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -312,12 +320,15 @@ def test_issue_token_with_every_option_round_trips() -> None:
         issuer="https://id.example",
         claim="name",
     )
-    assert verify_token(token, config, NOW + 60 + 4) == User("Zoë O'Neil")
+    assert verify_token(token, config, NOW + 60 + 4) == User("Zoë O'Neil", expires_at=int(NOW) + 60)
     assert verify_token(token, config, NOW + 60 + 5) == Rejected("expired")
 
 
 def test_issue_token_uses_the_wall_clock_by_default() -> None:
-    assert verify_token(issue_token(SECRET, "Alice"), CONFIG, time.time()) == User("Alice")
+    now = time.time()
+    user = verify_token(issue_token(SECRET, "Alice"), CONFIG, now)
+    assert isinstance(user, User) and user.name == "Alice"
+    assert user.expires_at is not None and abs(user.expires_at - (now + 3600)) <= 2
 
 
 def test_issue_token_refuses_bad_input() -> None:
@@ -338,7 +349,7 @@ async def test_the_middleware_sets_the_user_from_a_valid_token() -> None:
     middleware = JwtAuthMiddleware(CONFIG, clock=lambda: NOW)
     req = ws_request(f"token={sign(claims())}&user=Mallory")
     await middleware.process_request_ws(req, None)
-    assert req.context.get("user") == User("Alice")
+    assert req.context.get("user") == User("Alice", expires_at=int(NOW) + 3600)
 
 
 async def test_the_middleware_leaves_a_rejected_request_without_user() -> None:
@@ -386,7 +397,7 @@ async def test_rejected_tokens_never_reach_the_logs(caplog: pytest.LogCaptureFix
 async def test_dev_mode_trusts_the_user_parameter() -> None:
     req = ws_request("user=Alice")
     await DevAuthMiddleware().process_request_ws(req, None)
-    assert req.context.get("user") == User("Alice")
+    assert req.context.get("user") == User("Alice")  # no expiry in dev mode
     bad = ws_request("user=a%0Ab")
     with structlog.testing.capture_logs() as events:
         await DevAuthMiddleware().process_request_ws(bad, None)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import jwt
 import pytest
@@ -52,15 +53,26 @@ def hs256(secret: bytes, kid: str | None = None) -> str:
     return f"{signing_input}.{b64(signature)}"
 
 
+ALICE = User("Alice", expires_at=ANY)
+
+
 def test_rs256_and_es256_tokens_verify_with_their_keys() -> None:
-    assert verify_token(sign(RSA_KEY, "RS256", "r"), ASYMMETRIC, NOW, KEYS) == User("Alice")
-    assert verify_token(sign(EC_KEY, "ES256", "e"), ASYMMETRIC, NOW, KEYS) == User("Alice")
+    assert verify_token(sign(RSA_KEY, "RS256", "r"), ASYMMETRIC, NOW, KEYS) == User(
+        "Alice", expires_at=ANY
+    )
+    assert verify_token(sign(EC_KEY, "ES256", "e"), ASYMMETRIC, NOW, KEYS) == User(
+        "Alice", expires_at=ANY
+    )
 
 
 def test_a_pem_key_is_used_whatever_the_kid() -> None:
     keys = PublicKeys(default=load_public_key(pem(RSA_KEY)))
-    assert verify_token(sign(RSA_KEY, "RS256"), ASYMMETRIC, NOW, keys) == User("Alice")
-    assert verify_token(sign(RSA_KEY, "RS256", "any"), ASYMMETRIC, NOW, keys) == User("Alice")
+    assert verify_token(sign(RSA_KEY, "RS256"), ASYMMETRIC, NOW, keys) == User(
+        "Alice", expires_at=ANY
+    )
+    assert verify_token(sign(RSA_KEY, "RS256", "any"), ASYMMETRIC, NOW, keys) == User(
+        "Alice", expires_at=ANY
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,7 +106,7 @@ def test_an_rs256_token_is_refused_by_an_hs256_gateway() -> None:
 def test_a_rooms_claim_becomes_the_users_room_policy() -> None:
     token = sign(RSA_KEY, "RS256", "r", rooms=["general", "team-*"])
     user = verify_token(token, ASYMMETRIC, NOW, KEYS)
-    assert user == User("Alice", rooms=RoomPatterns.parse(["general", "team-*"]))
+    assert user == User("Alice", rooms=RoomPatterns.parse(["general", "team-*"]), expires_at=ANY)
     assert isinstance(user, User) and user.rooms is not None
     assert user.rooms.allows("team-red") and not user.rooms.allows("random")
 

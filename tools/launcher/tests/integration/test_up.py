@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import ANY
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -53,7 +54,9 @@ async def test_two_gateways_chat_then_ctrl_c_stops_everything(
         assert match is not None, out
         demo_url = match.group(1)
         (token,) = parse_qs(urlsplit(demo_url).query)["token"]
-        assert verify_token(token, JwtConfig(secret=Secret(secret)), time.time()) == User("demo")
+        assert verify_token(token, JwtConfig(secret=Secret(secret)), time.time()) == User(
+            "demo", expires_at=ANY
+        )
 
         bob_url = f"ws://127.0.0.1:{base + 1}/ws/chat/general?token={issue_token(secret, 'Bob')}"
         async with connect(demo_url) as demo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from unittest.mock import ANY
 
 import pytest
 
@@ -25,7 +26,9 @@ def test_the_token_is_accepted_by_the_gateway() -> None:
     assert (code, err) == (0, "")
     token = out.strip()
     assert out == token + "\n"
-    assert verify_token(token, JwtConfig(secret=Secret(SECRET)), time.time()) == User("Alice")
+    assert verify_token(token, JwtConfig(secret=Secret(SECRET)), time.time()) == User(
+        "Alice", expires_at=ANY
+    )
 
 
 def test_audience_issuer_and_claim_are_honoured() -> None:
@@ -38,7 +41,7 @@ def test_audience_issuer_and_claim_are_honoured() -> None:
     code, out, _ = chat_token("Bob", **environ)
     assert code == 0
     config = JwtConfig(secret=Secret(SECRET), audience="chat", issuer="me", user_claim="name")
-    assert verify_token(out.strip(), config, time.time()) == User("Bob")
+    assert verify_token(out.strip(), config, time.time()) == User("Bob", expires_at=ANY)
     no_audience = JwtConfig(secret=Secret(SECRET), issuer="me", user_claim="name")
     assert verify_token(out.strip(), no_audience, time.time()) == Rejected("wrong_audience")
 
