@@ -118,7 +118,12 @@ def create_app(
     metrics.watch(conn_mgr)
     ws_app = cast(PachinkoApp, app)
     ws_app.add_websocket_route(
-        CHAT_ROUTE, ChatRoomResource, metrics, settings.typing_ttl_s, wall_clock=wall_clock
+        CHAT_ROUTE,
+        ChatRoomResource,
+        metrics,
+        settings.typing_ttl_s,
+        wall_clock=wall_clock,
+        max_connections_per_user=settings.max_connections_per_user,
     )
     readiness = _Readiness(ready)
     add_ops_routes(app, readiness, registry)

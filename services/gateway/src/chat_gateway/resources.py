@@ -88,6 +88,11 @@ class ChatRoomResource(WebSocketResource):
         metrics: Where rejections and errors are counted.
         typing_ttl_s: A silent typist stops typing after this long.
         wall_clock: Unix seconds, to turn a token's ``exp`` into time left.
+        max_connections_per_user: Connections one user may hold across the cluster
+            (0: no cap). Counted by the membership directory before joining; if it
+            does not answer the connection is let in (chat works without it).
+            Concurrent handshakes of one user can each see the count before the
+            others joined, so it may be exceeded by that many.
     """
 
     schema = ClientMessage
@@ -101,28 +106,22 @@ class ChatRoomResource(WebSocketResource):
         typing_ttl_s: float = 6.0,
         *,
         wall_clock: Callable[[], float] = time.time,
+        max_connections_per_user: int = 0,
     ) -> None:
         self._metrics = metrics
         self._typing_ttl_s = typing_ttl_s
         self._wall_clock = wall_clock
+        self._max_per_user = max_connections_per_user
         self._typing_expiry: asyncio.Task[None] | None = None
 
     async def on_connect(self, req: falcon.asgi.Request, ws: WebSocketLike, room_name: str) -> bool:
-        user = req.context.get("user")
-        if not isinstance(user, User):
-            if req.context.get("auth_unavailable"):
-                # The issuer's keys cannot be fetched: try again later (503).
-                self._reject("keys_unavailable")
-                raise falcon.HTTPServiceUnavailable(retry_after=_KEYS_RETRY_AFTER_S)
-            return self._reject("unauthenticated")
-        try:
-            check_room_name(room_name)
-        except InvalidRoomName:
-            log.info("chat.rejected", reason="invalid_room_name")
-            return self._reject("invalid_room_name")
-        if not self.room_policy(user).allows(room_name):
-            log.info("chat.rejected", reason="room_not_permitted")
-            return self._reject("room_not_permitted")
+        user = self._identify(req)
+        if user is None or not self._may_join(user, room_name):
+            return False
+        if await self._over_user_cap(user):
+            log.info("chat.rejected", reason="too_many_connections")
+            self._reject("too_many_connections")
+            raise falcon.HTTPError(falcon.HTTP_429, title="Too many connections for this user")
         self.user = user
         self.room_name = room_name
         if user.expires_at is not None:
@@ -139,6 +138,38 @@ class ChatRoomResource(WebSocketResource):
         await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
         await self._send_roster(ws)
         return True
+
+    def _identify(self, req: falcon.asgi.Request) -> User | None:
+        user = req.context.get("user")
+        if isinstance(user, User):
+            return user
+        if req.context.get("auth_unavailable"):
+            # The issuer's keys cannot be fetched: try again later (503).
+            self._reject("keys_unavailable")
+            raise falcon.HTTPServiceUnavailable(retry_after=_KEYS_RETRY_AFTER_S)
+        self._reject("unauthenticated")
+        return None
+
+    def _may_join(self, user: User, room_name: str) -> bool:
+        try:
+            check_room_name(room_name)
+        except InvalidRoomName:
+            log.info("chat.rejected", reason="invalid_room_name")
+            return self._reject("invalid_room_name")
+        if not self.room_policy(user).allows(room_name):
+            log.info("chat.rejected", reason="room_not_permitted")
+            return self._reject("room_not_permitted")
+        return True
+
+    async def _over_user_cap(self, user: User) -> bool:
+        if self._max_per_user <= 0:
+            return False
+        try:
+            held = await self.connection_manager.connections_of(user.name)
+        except BackendError:
+            log.warning("chat.user_cap_unchecked")  # the directory is away: let it in
+            return False
+        return held >= self._max_per_user
 
     def room_policy(self, user: User) -> RoomPolicy:
         """The rooms ``user`` may join: the token's ``rooms`` claim, or every room."""

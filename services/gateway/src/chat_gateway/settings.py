@@ -148,6 +148,11 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: fan-out work bounded. 0: no limit. uvicorn's limit_concurrency cannot do
     #: this: it does not apply to WebSocket connections once upgraded.
     max_connections: Annotated[int, Meta(ge=0)] = 10_000
+    #: Connections one user may hold across the cluster (tabs, devices); one more
+    #: is refused with HTTP 429. 10 covers real multi-device use and stops one
+    #: token from taking a gateway's capacity. 0: no cap. Counted by the rooms
+    #: service; while it is away the cap is not enforced.
+    max_connections_per_user: Annotated[int, Meta(ge=0)] = 10
     #: Seconds a handshake may spend connecting (joining the room over NATS,
     #: asking for the roster) before it is refused with HTTP 503. 10 s: far above
     #: a healthy round trip, short enough that stuck handshakes cannot pile up.

@@ -391,3 +391,20 @@ async def test_a_failed_send_is_answered_and_the_session_goes_on(text: str, code
         assert "secret" not in error["payload"]["error"]  # no exception text
         await client.send_json(send_message("still here"))
         assert (await client.expect("serverNewMessage"))["payload"]["text"] == "still here"
+
+
+async def test_one_user_may_hold_at_most_the_cap_of_connections(
+    start_gateway: StartGateway,
+) -> None:
+    server = await start_gateway(CHAT_MAX_CONNECTIONS_PER_USER="2")
+    async with (
+        connect(chat_url(server, "general", "Ann")) as first,
+        connect(chat_url(server, "other", "Ann")) as second,
+    ):
+        for client in (first, second):
+            await client.expect("serverPresence")
+        assert await handshake_status(chat_url(server, "general", "Ann")) == 429
+        assert await handshake_status(chat_url(server, "general", "Bob")) == 101
+    # Her connections are gone: she may connect again.
+    async with connect(chat_url(server, "general", "Ann")) as again:
+        await again.expect("serverPresence")
