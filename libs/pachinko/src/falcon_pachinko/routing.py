@@ -92,6 +92,7 @@ class WebSocketRoute:
         if self._manager.full:
             # No await between this check and register() below.
             self._manager.stats.refused_full += 1
+            log.info("pachinko.refused_full", connections=self._manager.connection_count)
             await refuse(req, ws, 503, _FULL_RETRY_AFTER_S)
             return
         handlers = self._resource_cls._pachinko_handlers

@@ -10,75 +10,29 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
-import pytest_asyncio
 import structlog
-import websockets
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from prometheus_client import CollectorRegistry
-from websockets.exceptions import InvalidStatus
 
-from chat_gateway.app import create_app
 from chat_gateway.auth import issue_token
-from chat_gateway.server import uvicorn_options
-from chat_gateway.settings import load_settings
-from falcon_pachinko.testing import LiveServer, connect, scaled, serve
+from falcon_pachinko.testing import connect
+
+from .conftest import StartObserved
 
 pytestmark = pytest.mark.integration
 
 SECRET = "integration-test-secret-0123456789abcdef"
 ROOM = "/ws/chat/general"
-REJECTED = "chat_gateway_handshakes_rejected_total"
-
-
-class Gateway:
-    def __init__(self, server: LiveServer, registry: CollectorRegistry) -> None:
-        self.server = server
-        self.registry = registry
-
-    def rejected(self, reason: str) -> float:
-        return self.registry.get_sample_value(REJECTED, {"reason": reason}) or 0.0
-
-    async def status(self, path: str = ROOM, origin: str | None = None, **params: str) -> int:
-        headers = {"Origin": origin} if origin is not None else {}
-        try:
-            async with websockets.connect(
-                self.server.ws_url(path, **params),
-                additional_headers=headers,
-                open_timeout=scaled(3.0),
-            ):
-                return 101
-        except InvalidStatus as exc:
-            return int(exc.response.status_code)
-
-
-StartGateway = Callable[..., Awaitable[Gateway]]
-
-
-@pytest_asyncio.fixture
-async def gateway() -> AsyncIterator[StartGateway]:
-    """``gw = await gateway(CHAT_X=...)``: a single-process gateway and its registry."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(**env: str) -> Gateway:
-            settings = load_settings({"CHAT_ANNOUNCE_INTERVAL_S": "0", **env})
-            registry = CollectorRegistry()
-            app = create_app(settings, registry=registry)
-            options = {**uvicorn_options(settings), "port": 0}
-            server = await stack.enter_async_context(serve(app, **options))
-            return Gateway(server, registry)
-
-        yield start
 
 
 # -- Origin ------------------------------------------------------------------------
 
 
-async def test_only_the_own_origin_is_allowed_by_default(gateway: StartGateway) -> None:
+async def test_only_the_own_origin_is_allowed_by_default(gateway: StartObserved) -> None:
     gw = await gateway(CHAT_AUTH="dev")
     own = gw.server.url  # http://127.0.0.1:<port>, the page's origin
     assert await gw.status(origin=own, user="Alice") == 101
@@ -104,7 +58,7 @@ async def test_only_the_own_origin_is_allowed_by_default(gateway: StartGateway) 
     ],
 )
 async def test_lookalike_origins_are_refused_before_the_token_is_read(
-    gateway: StartGateway, origin: str
+    gateway: StartObserved, origin: str
 ) -> None:
     gw = await gateway(
         CHAT_AUTH="jwt", CHAT_JWT_SECRET=SECRET, CHAT_ALLOWED_ORIGINS="https://chat.example.com"
@@ -121,7 +75,7 @@ async def test_lookalike_origins_are_refused_before_the_token_is_read(
 # -- room permissions ----------------------------------------------------------------
 
 
-async def test_a_rooms_claim_limits_the_rooms(gateway: StartGateway) -> None:
+async def test_a_rooms_claim_limits_the_rooms(gateway: StartObserved) -> None:
     gw = await gateway(CHAT_AUTH="jwt", CHAT_JWT_SECRET=SECRET)
     token = issue_token(SECRET, "Alice", rooms=["general", "team-*"])
     assert await gw.status(token=token) == 101
@@ -138,7 +92,7 @@ async def test_a_rooms_claim_limits_the_rooms(gateway: StartGateway) -> None:
     assert await gw.status("/ws/chat/random", token=issue_token(SECRET, "Bob")) == 101
 
 
-async def test_a_malformed_rooms_claim_is_invalid_claims(gateway: StartGateway) -> None:
+async def test_a_malformed_rooms_claim_is_invalid_claims(gateway: StartObserved) -> None:
     gw = await gateway(CHAT_AUTH="jwt", CHAT_JWT_SECRET=SECRET)
     with structlog.testing.capture_logs() as logs:
         for rooms in (["te*am"], [], "general", [1]):
@@ -214,7 +168,7 @@ def jwks() -> Iterator[JwksServer]:
 
 
 async def test_a_rotated_key_is_fetched_once_and_cached(
-    gateway: StartGateway, jwks: JwksServer
+    gateway: StartObserved, jwks: JwksServer
 ) -> None:
     old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     new = ec.generate_private_key(ec.SECP256R1())
@@ -233,7 +187,7 @@ async def test_a_rotated_key_is_fetched_once_and_cached(
     assert jwks.requests == 2
 
 
-async def test_unknown_kids_and_a_jwks_outage(gateway: StartGateway, jwks: JwksServer) -> None:
+async def test_unknown_kids_and_a_jwks_outage(gateway: StartObserved, jwks: JwksServer) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwks.keys = [jwk(key, "k1")]
     gw = await gateway(CHAT_AUTH="jwt", CHAT_JWT_JWKS_URL=jwks.url)
@@ -246,7 +200,7 @@ async def test_unknown_kids_and_a_jwks_outage(gateway: StartGateway, jwks: JwksS
     assert [e["reason"] for e in logs if e["event"] == "auth.rejected"] == ["unknown_key"] * 4
 
 
-async def test_keys_that_cannot_be_fetched_are_a_503(gateway: StartGateway) -> None:
+async def test_keys_that_cannot_be_fetched_are_a_503(gateway: StartObserved) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwks = JwksServer()
     jwks.up = False
@@ -257,7 +211,7 @@ async def test_keys_that_cannot_be_fetched_are_a_503(gateway: StartGateway) -> N
 
 
 async def test_a_pem_key_file_verifies_rs256_and_refuses_hs256_confusion(
-    gateway: StartGateway, tmp_path: Any
+    gateway: StartObserved, tmp_path: Any
 ) -> None:
     from cryptography.hazmat.primitives import serialization
 
