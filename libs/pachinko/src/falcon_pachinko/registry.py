@@ -65,7 +65,8 @@ class _Node:
     members: dict[tuple[str, str], Member] = field(default_factory=dict)
     #: While a snapshot arrives: members it has not confirmed yet.
     unconfirmed: set[tuple[str, str]] = field(default_factory=set)
-    #: First seen by a snapshot while the registry was quiet: report no arrivals.
+    #: First seen, with members unknown, while the registry was quiet: its first
+    #: snapshot reports no arrivals.
     quiet: bool = False
 
 
@@ -78,7 +79,7 @@ class Registry:
 
     * A snapshot replaces what was known of its node by difference: members it
       confirms cause no change, members it lacks leave, new ones join.
-    * A snapshot of a node the registry did not know, within ``quiet_until``
+    * The first snapshot of a node first heard of within ``quiet_until``
       (the directory's start-up, while every node re-sends its membership),
       rebuilds presence without reporting arrivals: those people were there
       before the directory (re)started.
@@ -190,7 +191,7 @@ class Registry:
         state = self._nodes.get(event.node)
         if state is None:
             # A node's first delta is seq 1; anything later means we missed some.
-            state = self._nodes[event.node] = _Node(seq=0, last_seen=now, synced=event.seq == 1)
+            state = self._new_node(event.node, now, seq=0, synced=event.seq == 1)
         state.last_seen = now
         if not state.synced:
             return self._request_sync(event.node, state, now)
@@ -205,8 +206,7 @@ class Registry:
     def _snapshot(self, event: Snapshot, now: float) -> list[Action]:
         state = self._nodes.get(event.node)
         if state is None:
-            state = self._nodes[event.node] = _Node(seq=event.seq, last_seen=now, synced=False)
-            state.quiet = self.quiet_until is not None and now < self.quiet_until
+            state = self._new_node(event.node, now, seq=event.seq, synced=False)
         state.last_seen = now
         if state.synced and event.seq < state.seq:
             return []  # (any part of) a snapshot older than what was applied since
@@ -232,11 +232,19 @@ class Registry:
     def _heartbeat(self, event: Heartbeat, now: float) -> list[Action]:
         state = self._nodes.get(event.node)
         if state is None:
-            state = self._nodes[event.node] = _Node(seq=0, last_seen=now, synced=event.seq == 0)
+            state = self._new_node(event.node, now, seq=0, synced=event.seq == 0)
         state.last_seen = now
         if state.synced and event.seq > state.seq:
             state.synced = False  # deltas were lost on the way
         return [] if state.synced else self._request_sync(event.node, state, now)
+
+    def _new_node(self, node: str, now: float, *, seq: int, synced: bool) -> _Node:
+        # Whatever event makes a node known while the registry is quiet (a heartbeat
+        # often comes before the snapshot asked for), its first snapshot rebuilds
+        # presence without announcing arrivals.
+        quiet = not synced and self.quiet_until is not None and now < self.quiet_until
+        state = self._nodes[node] = _Node(seq=seq, last_seen=now, synced=synced, quiet=quiet)
+        return state
 
     def _request_sync(self, node: str, state: _Node, now: float) -> list[Action]:
         last = state.sync_requested_at

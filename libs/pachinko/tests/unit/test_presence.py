@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from falcon_pachinko.membership import Change, Delta, Goodbye, Snapshot
+from falcon_pachinko.membership import Change, Delta, Goodbye, Heartbeat, Snapshot
 from falcon_pachinko.presence import PresenceChange, PresenceTracker
 from falcon_pachinko.registry import Registry
 
@@ -214,3 +214,14 @@ def test_connections_of_counts_each_connection_once_across_rooms_and_nodes() -> 
     reg.apply(Goodbye(node="n1", seq=2), 2)
     assert reg.connections_of("alice") == 1
     assert reg.connections_of("nobody") == 0
+
+
+def test_a_heartbeat_before_the_snapshot_keeps_a_restarted_directory_quiet() -> None:
+    reg = Registry(ttl_s=10, quiet_until=5.0)
+    assert presence_of(reg.apply(Heartbeat(node="n1", seq=3), 1.0)) == []
+    snap = Snapshot(node="n1", seq=3, members=[Change(True, "r", "a1", "alice")])
+    assert presence_of(reg.apply(snap, 1.1)) == []
+    assert reg.identities("r") == ["alice"]
+    # A gateway that starts during the quiet period is new: its joins are announced.
+    joined = reg.apply(delta("n2", 1, Change(True, "r", "b1", "bob")), 2.0)
+    assert presence_of(joined) == [arrived("r", "bob", "b1")]
