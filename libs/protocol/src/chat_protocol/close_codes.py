@@ -21,7 +21,7 @@ name that is not valid, gets HTTP 403 and no WebSocket at all.
 | 1009 | MESSAGE_TOO_BIG | no, not as is | a frame exceeded ``CHAT_WS_MAX_BYTES`` |
 | 1011 | INTERNAL_ERROR | yes | an unexpected server fault (no detail is given) |
 | 1012 | SERVICE_RESTART | yes | the gateway is shutting down or restarting |
-| 1002 | PROTOCOL_ERROR | no, not as is | the client broke the WebSocket protocol (unmasked frame, reserved bits, oversized control frame, invalid close code) |
+| 1002 | PROTOCOL_ERROR | no, not as is | the client broke RFC 6455 (see the README) |
 | 1007 | INVALID_FRAME_PAYLOAD | no, not as is | a text frame was not valid UTF-8 |
 | 4001 | SLOW_CONSUMER | yes | the client did not read fast enough; its outbound queue overflowed |
 | 4002 | CREDENTIALS_EXPIRED | yes, with a fresh token | the token expired while connected |
