@@ -10,12 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from chat_protocol import subjects
 from chat_runtime.entrypoint import service_main
-from chat_runtime.natsconn import connect_nats
+from chat_runtime.natsconn import NatsConnection
+from chat_runtime.ops import ops_app
 from falcon_pachinko import PachinkoApp
 from falcon_pachinko.backends.nats import NatsBackend
 
 from .app import create_app
-from .server import Draining, serve
+from .server import Draining, Gate, serve
 from .settings import Settings, load_settings
 
 
@@ -24,32 +25,44 @@ def main() -> int:
 
 
 async def run(settings: Settings) -> int:
-    """Serve until a signal (exit 0), or until NATS is lost for good (exit 1)."""
+    """Serve until a signal (exit 0), or until NATS is lost for good (exit 1).
+
+    With NATS, the gateway listens at once and opens the chat when NATS answers.
+    """
     registry = CollectorRegistry()
-    if settings.backend == "memory":
-        draining = Draining()
-        app = create_app(settings, registry=registry, ready=lambda: not draining.now)
-        return await serve(settings, app, None, on_exit=_on_exit(app, draining))
-    conn = await connect_nats(settings, "gateway", registry)
-    backend = NatsBackend(
-        client=conn.client,
-        subject_prefix=subjects.PREFIX,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-    )
     draining = Draining()
-    app = create_app(
-        settings, backend, registry=registry, ready=lambda: conn.connected and not draining.now
-    )
+    if settings.backend == "memory":
+        app = create_app(settings, registry=registry, ready=lambda: not draining.now)
+        return await serve(settings, app, None, on_exit=_on_exit(lambda: app, draining))
+    conn = NatsConnection("gateway", registry)
+
+    def ready() -> bool:
+        return conn.connected and not draining.now
+
+    async def open_chat() -> Any:
+        await conn.connect(settings)  # tries until NATS answers
+        backend = NatsBackend(
+            client=conn.client,
+            subject_prefix=subjects.PREFIX,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+        return create_app(settings, backend, registry=registry, ready=ready)
+
+    gate = Gate(ops_app(lambda: False, registry), ready, open_chat)
     try:
-        return await serve(settings, app, conn, on_exit=_on_exit(app, draining))
+        return await serve(settings, gate, conn, on_exit=_on_exit(lambda: gate.app, draining))
     finally:
         await conn.drain(settings.nats_drain_timeout_s)
 
 
-def _on_exit(app: Any, draining: Draining) -> list[Callable[[], None]]:
+def _on_exit(app: Callable[[], Any], draining: Draining) -> list[Callable[[], None]]:
     # Readiness fails first; presence is held, since clients are about to get 1012
     # and reconnect elsewhere (no one is announced as left or joined meanwhile).
-    return [draining.set, cast(PachinkoApp, app).ws_connection_manager.begin_shutdown]
+    def hold_presence() -> None:
+        if (chat := app()) is not None:
+            cast(PachinkoApp, chat).ws_connection_manager.begin_shutdown()
+
+    return [draining.set, hold_presence]
 
 
 if __name__ == "__main__":
