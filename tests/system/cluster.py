@@ -224,7 +224,7 @@ BASE_ENV = {
 @contextlib.asynccontextmanager
 async def cluster(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
     """A running nats-server (JetStream on) and a :class:`Cluster` to start services on."""
-    nats = NatsServer(tmp_path / "nats")
+    nats = NatsServer(tmp_path / "nats", monitor=True)
     await nats.start()
     result = Cluster(nats, {**BASE_ENV, **env})
     try:
@@ -276,3 +276,20 @@ def http_status(port: int | None, path: str) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+def nats_subscriptions(chat: Cluster, client_name: str) -> int:
+    """Subscriptions nats-server holds for the connection named ``client_name``
+    (from its ``/connz`` monitoring endpoint; blocking, call via to_thread).
+
+    Raises:
+        AssertionError: No single connection has that name.
+    """
+    nats = chat.nats
+    assert isinstance(nats, NatsServer) and nats.monitor_port is not None
+    url = f"http://127.0.0.1:{nats.monitor_port}/connz?subs=1&limit=1024"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        connections = json.loads(resp.read())["connections"]
+    mine = [c for c in connections if c.get("name") == client_name]
+    assert len(mine) == 1, [c.get("name") for c in connections]
+    return int(mine[0]["subscriptions"])
