@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -12,11 +11,10 @@ from chat_protocol import subjects
 from chat_runtime.entrypoint import service_main
 from chat_runtime.natsconn import NatsConnection
 from chat_runtime.ops import ops_app
-from falcon_pachinko import PachinkoApp
 from falcon_pachinko.backends.nats import NatsBackend
 
 from .app import create_app
-from .server import Draining, Gate, serve
+from .server import Draining, Gate, exit_callbacks, serve
 from .settings import Settings, load_settings
 
 
@@ -33,7 +31,7 @@ async def run(settings: Settings) -> int:
     draining = Draining()
     if settings.backend == "memory":
         app = create_app(settings, registry=registry, ready=lambda: not draining.now)
-        return await serve(settings, app, None, on_exit=_on_exit(lambda: app, draining))
+        return await serve(settings, app, None, on_exit=exit_callbacks(lambda: app, draining))
     conn = NatsConnection("gateway", registry)
 
     def ready() -> bool:
@@ -50,19 +48,9 @@ async def run(settings: Settings) -> int:
 
     gate = Gate(ops_app(lambda: False, registry), ready, open_chat)
     try:
-        return await serve(settings, gate, conn, on_exit=_on_exit(lambda: gate.app, draining))
+        return await serve(settings, gate, conn, on_exit=exit_callbacks(lambda: gate.app, draining))
     finally:
         await conn.drain(settings.nats_drain_timeout_s)
-
-
-def _on_exit(app: Callable[[], Any], draining: Draining) -> list[Callable[[], None]]:
-    # Readiness fails first; presence is held, since clients are about to get 1012
-    # and reconnect elsewhere (no one is announced as left or joined meanwhile).
-    def hold_presence() -> None:
-        if (chat := app()) is not None:
-            cast(PachinkoApp, chat).ws_connection_manager.begin_shutdown()
-
-    return [draining.set, hold_presence]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import asyncio
 import math
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import structlog
 import uvicorn
@@ -28,10 +28,11 @@ import uvicorn
 from chat_runtime.lifecycle import cancel_and_wait
 from chat_runtime.natsconn import NatsConnection
 from chat_runtime.server import Server
+from falcon_pachinko import PachinkoApp
 
 from .settings import Settings
 
-__all__ = ["Draining", "Gate", "banner", "serve", "uvicorn_options"]
+__all__ = ["Draining", "Gate", "banner", "exit_callbacks", "serve", "uvicorn_options"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,19 @@ class Draining:
 
     def set(self) -> None:
         self.now = True
+
+
+def exit_callbacks(chat: Callable[[], Any], draining: Draining) -> list[Callable[[], None]]:
+    """What runs when shutdown begins: readiness fails first; then presence is held,
+    since clients are about to get 1012 and reconnect elsewhere (no one is announced
+    as left or joined meanwhile). ``chat()`` is the chat app, or ``None`` if the
+    gateway stops before it opened."""
+
+    def hold_presence() -> None:
+        if (app := chat()) is not None:
+            cast(PachinkoApp, app).ws_connection_manager.begin_shutdown()
+
+    return [draining.set, hold_presence]
 
 
 class _Lifespan:
