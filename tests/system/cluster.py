@@ -1,8 +1,9 @@
 """Real processes for system tests: nats-server, chat-rooms, chat-announcer, chat-gateway.
 
 Each service runs as ``python -m <package>`` with its own environment, logs JSON
-lines on stderr, and says ``service.ready`` (with the port it bound) once it
-serves. Waiting is done on those log lines, never by sleeping.
+lines on stderr, says ``service.listening`` (with the port it bound) once its HTTP
+endpoints answer and ``service.ready`` once NATS is connected and it serves.
+Waiting is done on those log lines, never by sleeping.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from falcon_pachinko.testing import scaled
-from falcon_pachinko.testing.nats import NatsServer
+from falcon_pachinko.testing.nats import NatsCluster, NatsServer
 
 LogPredicate = Callable[[dict[str, Any]], bool]
 
@@ -36,7 +40,8 @@ class Service:
         self._changed = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, timeout_s: float = 20) -> Service:
+    async def start(self, timeout_s: float = 20, until: str = "service.ready") -> Service:
+        """Start the process and wait for the log event ``until`` (which has the port)."""
         env = {**os.environ, **self.env}
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -47,9 +52,36 @@ class Service:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read(self.proc), name=f"{self.name}-logs")
-        ready = await self.wait_for(lambda e: e.get("event") == "service.ready", timeout_s)
+        ready = await self.wait_for(lambda e: e.get("event") == until, timeout_s)
         self.port = ready.get("port")
         return self
+
+    def since(self, mark: int, event: str, **fields: Any) -> LogPredicate:
+        """Matches log event ``event`` with ``fields``, logged after the first ``mark`` lines."""
+
+        def predicate(e: dict[str, Any]) -> bool:
+            return (
+                e.get("event") == event
+                and all(e.get(k) == v for k, v in fields.items())
+                and self.logs.index(e) >= mark
+            )
+
+        return predicate
+
+    @property
+    def nats_server(self) -> str | None:
+        """``host:port`` of the NATS server the service is connected to, from its logs."""
+        for e in reversed(self.logs):
+            if e.get("event") in ("nats.connected", "nats.reconnected"):
+                return str(e.get("server"))
+            if e.get("event") == "nats.disconnected":
+                return None
+        return None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -132,9 +164,9 @@ class Service:
 
 
 class Cluster:
-    """A NATS server plus the services a test starts; everything stops at the end."""
+    """A NATS server (or cluster) plus the services a test starts; all stop at the end."""
 
-    def __init__(self, nats: NatsServer, base_env: Mapping[str, str]) -> None:
+    def __init__(self, nats: NatsServer | NatsCluster, base_env: Mapping[str, str]) -> None:
         self.nats = nats
         self.base_env = dict(base_env)
         self.services: list[Service] = []
@@ -142,19 +174,23 @@ class Cluster:
     def env(self, **overrides: str) -> dict[str, str]:
         return {**self.base_env, "CHAT_NATS_URL": self.nats.url, **overrides}
 
-    async def start(self, name: str, module: str, **env: str) -> Service:
+    async def start(
+        self, name: str, module: str, *, until: str = "service.ready", **env: str
+    ) -> Service:
         service = Service(name, module, self.env(**env))
         self.services.append(service)
-        return await service.start()
+        return await service.start(until=until)
 
-    async def rooms(self, **env: str) -> Service:
-        return await self.start("rooms", "chat_rooms", CHAT_METRICS_PORT="0", **env)
+    async def rooms(self, until: str = "service.ready", **env: str) -> Service:
+        return await self.start("rooms", "chat_rooms", until=until, CHAT_METRICS_PORT="0", **env)
 
-    async def announcer(self, **env: str) -> Service:
-        return await self.start("announcer", "chat_announcer", CHAT_METRICS_PORT="0", **env)
+    async def announcer(self, until: str = "service.ready", **env: str) -> Service:
+        return await self.start(
+            "announcer", "chat_announcer", until=until, CHAT_METRICS_PORT="0", **env
+        )
 
-    async def gateway(self, **env: str) -> Service:
-        return await self.start("gateway", "chat_gateway", CHAT_PORT="0", **env)
+    async def gateway(self, until: str = "service.ready", **env: str) -> Service:
+        return await self.start("gateway", "chat_gateway", until=until, CHAT_PORT="0", **env)
 
     def ws_url(self, gateway: Service, room: str, **query: str) -> str:
         from urllib.parse import urlencode
@@ -176,22 +212,86 @@ FAST_PRESENCE = {
 }
 
 
+BASE_ENV = {
+    "CHAT_LOG_FORMAT": "json",
+    "CHAT_LOG_LEVEL": "info",
+    "CHAT_AUTH": "dev",
+    "CHAT_NATS_RECONNECT_WAIT_S": "0.1",
+    # Faults, not message budgets, are under test here: test bursts go through.
+    "CHAT_RATE_PER_S": "0",
+    **FAST_PRESENCE,
+}
+
+
 @contextlib.asynccontextmanager
 async def cluster(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
     """A running nats-server (JetStream on) and a :class:`Cluster` to start services on."""
-    nats = NatsServer(tmp_path / "nats")
+    nats = NatsServer(tmp_path / "nats", monitor=True)
     await nats.start()
-    base = {
-        "CHAT_LOG_FORMAT": "json",
-        "CHAT_LOG_LEVEL": "info",
-        "CHAT_AUTH": "dev",
-        "CHAT_NATS_RECONNECT_WAIT_S": "0.1",
-        **FAST_PRESENCE,
-        **env,
-    }
-    result = Cluster(nats, base)
+    result = Cluster(nats, {**BASE_ENV, **env})
     try:
         yield result
     finally:
         await result.close()
         await nats.stop()
+
+
+@contextlib.asynccontextmanager
+async def nats_cluster_chat(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+    """Three routed nats-servers (``chat.nats.urls``); services get all three URLs."""
+    nats = NatsCluster(tmp_path / "nats-cluster")
+    await nats.start()
+    result = Cluster(nats, {**BASE_ENV, **env})
+    try:
+        yield result
+    finally:
+        await result.close()
+        await nats.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def late_nats_chat(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+    """A :class:`Cluster` whose nats-server is *not* running yet: ``await chat.nats.start()``.
+
+    Its port is fixed in advance, so services started before it point at it.
+    """
+    nats = NatsServer(tmp_path / "nats", port=free_port())
+    result = Cluster(nats, {**BASE_ENV, **env})
+    try:
+        yield result
+    finally:
+        await result.close()
+        await nats.stop()
+
+
+def http_status(port: int | None, path: str) -> int:
+    """Status of ``GET http://127.0.0.1:<port><path>`` (blocking; call via to_thread)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def nats_subscriptions(chat: Cluster, client_name: str) -> int:
+    """Subscriptions nats-server holds for the connection named ``client_name``
+    (from its ``/connz`` monitoring endpoint; blocking, call via to_thread).
+
+    Raises:
+        AssertionError: No single connection has that name.
+    """
+    nats = chat.nats
+    assert isinstance(nats, NatsServer) and nats.monitor_port is not None
+    url = f"http://127.0.0.1:{nats.monitor_port}/connz?subs=1&limit=1024"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        connections = json.loads(resp.read())["connections"]
+    mine = [c for c in connections if c.get("name") == client_name]
+    assert len(mine) == 1, [c.get("name") for c in connections]
+    return int(mine[0]["subscriptions"])

@@ -1,7 +1,17 @@
 """The ``main()`` every service shares: settings, logging, the event loop, exit codes.
 
-Exit codes: 0 after a clean shutdown, 1 when the service cannot run (NATS
-unreachable at start, a port taken, NATS lost for good), 2 for invalid settings.
+Exit codes:
+
+0
+    A clean shutdown after SIGTERM/SIGINT, also one received while NATS was still
+    being waited for.
+1
+    The service cannot run: its port is taken, NATS was not reachable within
+    ``CHAT_NATS_CONNECT_TIMEOUT_S`` (when set; by default a service started before
+    NATS keeps trying, listening and not ready, and never exits for it), or an
+    established NATS connection was lost for good (reconnect attempts exhausted).
+2
+    Invalid settings (one line on stderr names the variable).
 """
 
 from __future__ import annotations

@@ -1,38 +1,108 @@
-"""How a service's main loop ends: a signal (exit 0) or a NATS connection lost for good (exit 1)."""
+"""How a service's main loop goes: connect while serving health, then run until a signal.
+
+A service without a web server of its own (rooms, announcer) holds
+:func:`shutdown_signals` for its whole life, serves its health endpoints, then::
+
+    if not await connect_unless_stopped(conn, settings, stop):
+        return 0  # SIGTERM while NATS was still unreachable
+    ...  # start the work that needs NATS, become ready
+    return await wait_for_shutdown(conn, stop)
+
+It ends with a signal (exit 0) or with the NATS connection lost for good (exit 1).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
+from typing import Any
 
 import structlog
 
 from .natsconn import NatsConnection
+from .settings import CommonSettings
 
-__all__ = ["wait_for_shutdown"]
+__all__ = ["cancel_and_wait", "connect_unless_stopped", "shutdown_signals", "wait_for_shutdown"]
 
 log = structlog.get_logger(__name__)
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-async def wait_for_shutdown(conn: NatsConnection) -> int:
-    """Wait for SIGTERM/SIGINT or for the NATS connection to close for good.
+
+async def cancel_and_wait(task: asyncio.Future[Any], bound_s: float = 5.0) -> None:
+    """Cancel ``task`` and wait until it has ended (bounded).
+
+    The cancellation is repeated: on Python 3.11 ``asyncio.wait_for`` (which
+    nats-py uses to open each connection) loses a cancellation that arrives just
+    as the connection attempt fails, and nats-py then simply tries the next server.
+    """
+    try:
+        async with asyncio.timeout(bound_s):
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.05)
+    except TimeoutError:
+        log.error("service.task_not_cancelled", task=repr(task)[:200])
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("service.task_failed_while_cancelled", error=repr(task.exception())[:200])
+
+
+@contextlib.contextmanager
+def shutdown_signals() -> Iterator[asyncio.Event]:
+    """Within the block, SIGTERM and SIGINT set the yielded event (and do nothing else)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def connect_unless_stopped(
+    conn: NatsConnection, settings: CommonSettings, stop: asyncio.Event
+) -> bool:
+    """Connect ``conn`` (trying until NATS answers) unless ``stop`` is set first.
+
+    Returns:
+        ``True`` once connected, ``False`` when ``stop`` came first.
+
+    Raises:
+        ConnectionError: ``CHAT_NATS_CONNECT_TIMEOUT_S`` passed first.
+    """
+    connecting = asyncio.ensure_future(conn.connect(settings))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([connecting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not connecting.done():
+            await cancel_and_wait(connecting)
+    if connecting.cancelled() or not connecting.done():
+        log.info("service.stopping", reason="signal", nats="never connected")
+        return False
+    connecting.result()  # raises ConnectionError on the connect timeout
+    return True
+
+
+async def wait_for_shutdown(conn: NatsConnection, stop: asyncio.Event) -> int:
+    """Wait for ``stop`` (a signal) or for the NATS connection to close for good.
 
     Returns:
         The process exit code: 0 after a signal, 1 when NATS gave up (so that the
         supervisor restarts the service instead of keeping a zombie alive).
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(conn.closed.wait())]
     try:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(conn.closed.wait())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
         for waiter in waiters:
             waiter.cancel()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
     if stop.is_set():
         log.info("service.stopping", reason="signal")
         return 0

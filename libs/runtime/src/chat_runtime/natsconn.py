@@ -1,16 +1,27 @@
 """The one NATS connection of a service, with every option spelled out.
 
-Reconnects are logged and counted. When nats-py gives up (reconnect attempts
-exhausted) the connection is closed for good: :attr:`NatsConnection.closed` is set,
-and the service must exit non-zero so its supervisor restarts it, never linger as
-a zombie that looks alive.
+The first connection is awaited in the background while the service already
+serves its health endpoints (not ready meanwhile): :meth:`NatsConnection.connect`
+keeps trying until NATS answers. Each try is one ``nats.connect`` on a fresh
+client, in which nats-py itself goes round every server in ``CHAT_NATS_URL``
+(``CHAT_NATS_RECONNECT_WAIT_S`` apart, ``CHAT_NATS_MAX_RECONNECT_ATTEMPTS`` times
+each, as for a reconnect); when a try gives up, the next starts after a back-off
+that doubles up to :data:`MAX_CONNECT_BACKOFF_S`. With ``CHAT_NATS_CONNECT_TIMEOUT_S``
+set, trying stops after that long and :class:`ConnectionError` is raised (the
+service exits 1); by default it never stops, and the service stays not ready.
+
+Once connected, reconnects are logged and counted. When nats-py gives up (reconnect
+attempts exhausted) the connection is closed for good: :attr:`NatsConnection.closed`
+is set, and the service must exit non-zero so its supervisor restarts it, never
+linger as a zombie that looks alive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import nats
 import nats.errors
@@ -20,22 +31,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .settings import CommonSettings
 
-__all__ = ["NatsConnection", "connect_nats"]
+__all__ = ["MAX_CONNECT_BACKOFF_S", "NatsConnection", "connect_nats"]
 
 log = structlog.get_logger(__name__)
+
+#: Upper bound of the pause between two tries of the first connection.
+MAX_CONNECT_BACKOFF_S: Final = 10.0
 
 
 class NatsConnection:
     """A connected client plus what the service needs to watch it.
 
     Attributes:
-        client: The nats-py client.
+        client: The nats-py client; a fresh one per try until :meth:`connect`
+            returns, the connected one afterwards (build what uses it only then).
         closed: Set when the connection is closed for good.
+        established: Set once the first connection succeeded.
     """
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self.client: Client = Client()
         self.closed: Final = asyncio.Event()
+        self.established: Final = asyncio.Event()
         #: Awaited after each reconnect (to re-sync state that may have been missed).
         self.on_reconnected: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
@@ -65,6 +82,8 @@ class NatsConnection:
         log.warning("nats.error", error=type(exc).__name__, detail=str(exc)[:200])
 
     async def _on_disconnected(self) -> None:
+        if not self.established.is_set():
+            return  # a first-connection try abandoned
         self._connected.set(0)
         log.warning("nats.disconnected")
 
@@ -79,6 +98,8 @@ class NatsConnection:
                 log.exception("nats.reconnect_callback_failed")
 
     async def _on_closed(self) -> None:
+        if not self.established.is_set():
+            return  # a first-connection try given up: the next one is on its way
         self._connected.set(0)
         if self._closing:
             log.info("nats.closed", reason="shutdown")
@@ -89,7 +110,7 @@ class NatsConnection:
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Deliver what is buffered, unsubscribe, and close (bounded)."""
         self._closing = True
-        if self.client.is_closed:
+        if not self.established.is_set() or self.client.is_closed:
             return
         try:
             async with asyncio.timeout(timeout_s):
@@ -99,36 +120,80 @@ class NatsConnection:
         if not self.client.is_closed:
             await self.client.close()
 
+    async def connect(self, settings: CommonSettings) -> None:
+        """Connect, trying until NATS answers (or until ``CHAT_NATS_CONNECT_TIMEOUT_S``).
+
+        Raises:
+            ConnectionError: The connect timeout passed first.
+        """
+        timeout_s = settings.nats_connect_timeout_s or None
+        log.info("nats.connecting", servers=len(settings.nats_servers), timeout_s=timeout_s)
+        backoff_s = settings.nats_reconnect_wait_s
+        tries = 0
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    tries += 1
+                    self.client = Client()
+                    try:
+                        await self.client.connect(**self._options(settings))
+                        break
+                    except (OSError, TimeoutError, nats.errors.Error) as exc:
+                        log.warning(
+                            "nats.unreachable",
+                            tries=tries,
+                            retry_in_s=round(backoff_s, 2),
+                            error=type(exc).__name__,
+                        )
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, MAX_CONNECT_BACKOFF_S)
+        except TimeoutError:
+            await self._abandon()
+            raise ConnectionError(
+                f"cannot connect to NATS at {settings.nats_url} "
+                f"within CHAT_NATS_CONNECT_TIMEOUT_S={settings.nats_connect_timeout_s:g}"
+            ) from None
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
+        self.established.set()
+        self._connected.set(1)
+        log.info("nats.connected", server=_server_of(self.client), tries=tries)
+
+    async def _abandon(self) -> None:
+        # A try interrupted half-way may hold a socket; close it without callbacks.
+        if not self.client.is_closed:
+            with contextlib.suppress(Exception):
+                await self.client.close()
+
+    def _options(self, settings: CommonSettings) -> dict[str, Any]:
+        return {
+            "servers": settings.nats_servers,
+            "name": f"chat-{self._service}",
+            "connect_timeout": 2,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": settings.nats_max_reconnect_attempts,
+            "reconnect_time_wait": settings.nats_reconnect_wait_s,
+            "ping_interval": 20,  # detect a dead server within ~1 min, not nats-py's 4 min
+            "max_outstanding_pings": 3,
+            "pending_size": settings.nats_pending_bytes,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+        }
+
 
 async def connect_nats(
     settings: CommonSettings, service: str, registry: CollectorRegistry
 ) -> NatsConnection:
-    """Connect to NATS as ``chat-<service>``.
+    """Connect to NATS as ``chat-<service>``, trying until it answers.
 
     Raises:
-        ConnectionError: The first connection attempt failed (the service exits).
+        ConnectionError: ``CHAT_NATS_CONNECT_TIMEOUT_S`` passed first.
     """
     conn = NatsConnection(service, registry)
-    try:
-        await conn.client.connect(
-            servers=settings.nats_servers,
-            name=f"chat-{service}",
-            connect_timeout=2,
-            allow_reconnect=True,
-            max_reconnect_attempts=settings.nats_max_reconnect_attempts,
-            reconnect_time_wait=settings.nats_reconnect_wait_s,  # type: ignore[arg-type]
-            ping_interval=20,  # detect a dead server within ~1 min, not nats-py's 4 min
-            max_outstanding_pings=3,
-            pending_size=settings.nats_pending_bytes,
-            error_cb=conn._on_error,
-            disconnected_cb=conn._on_disconnected,
-            reconnected_cb=conn._on_reconnected,
-            closed_cb=conn._on_closed,
-        )
-    except (OSError, nats.errors.Error) as exc:
-        raise ConnectionError(f"cannot connect to NATS at {settings.nats_url}") from exc
-    conn._connected.set(1)
-    log.info("nats.connected", server=_server_of(conn.client))
+    await conn.connect(settings)
     return conn
 
 

@@ -92,6 +92,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: supervisor restarts it; -1 (or 0, as nats-py treats it) retries forever.
     #: 120 x 0.5 s = one minute.
     nats_max_reconnect_attempts: Annotated[int, Meta(ge=-1)] = 120
+    #: Seconds a service keeps trying to reach NATS at startup (serving its health
+    #: endpoints, not ready) before it exits 1; 0 keeps trying forever, so a pod
+    #: started before NATS becomes ready by itself once NATS is there.
+    nats_connect_timeout_s: Annotated[float, Meta(ge=0)] = 0.0
     #: Bytes nats-py buffers while disconnected (its default is 2 MiB); publishes
     #: beyond it fail instead of growing memory.
     nats_pending_bytes: Annotated[int, Meta(ge=64 * 1024)] = 8 * 1024 * 1024

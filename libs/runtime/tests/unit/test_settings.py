@@ -47,3 +47,11 @@ def test_secrets_never_show() -> None:
     secret = Secret("hunter2-hunter2-hunter2-hunter2-x")
     assert "hunter2" not in repr(secret) and "hunter2" not in str(secret)
     assert secret.reveal() == "hunter2-hunter2-hunter2-hunter2-x"
+
+
+def test_the_nats_connect_timeout_defaults_to_trying_forever() -> None:
+    assert load_settings(CommonSettings, {}).nats_connect_timeout_s == 0
+    loaded = load_settings(CommonSettings, {"CHAT_NATS_CONNECT_TIMEOUT_S": "30"})
+    assert loaded.nats_connect_timeout_s == 30
+    with pytest.raises(msgspec.ValidationError, match="^CHAT_NATS_CONNECT_TIMEOUT_S: "):
+        load_settings(CommonSettings, {"CHAT_NATS_CONNECT_TIMEOUT_S": "-1"})

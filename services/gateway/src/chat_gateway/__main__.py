@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from chat_protocol import subjects
 from chat_runtime.entrypoint import service_main
-from chat_runtime.natsconn import connect_nats
-from falcon_pachinko import PachinkoApp
+from chat_runtime.natsconn import NatsConnection
+from chat_runtime.ops import ops_app
 from falcon_pachinko.backends.nats import NatsBackend
 
 from .app import create_app
-from .server import Draining, serve
+from .metrics import Metrics
+from .server import Draining, Gate, exit_callbacks, serve
 from .settings import Settings, load_settings
 
 
@@ -24,32 +25,41 @@ def main() -> int:
 
 
 async def run(settings: Settings) -> int:
-    """Serve until a signal (exit 0), or until NATS is lost for good (exit 1)."""
+    """Serve until a signal (exit 0), or until NATS is lost for good (exit 1).
+
+    With NATS, the gateway listens at once and opens the chat when NATS answers.
+    """
     registry = CollectorRegistry()
-    if settings.backend == "memory":
-        draining = Draining()
-        app = create_app(settings, registry=registry, ready=lambda: not draining.now)
-        return await serve(settings, app, None, on_exit=_on_exit(app, draining))
-    conn = await connect_nats(settings, "gateway", registry)
-    backend = NatsBackend(
-        client=conn.client,
-        subject_prefix=subjects.PREFIX,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-    )
+    metrics = Metrics(registry)
+    slow_headers = functools.partial(metrics.reject, "header_timeout")
     draining = Draining()
-    app = create_app(
-        settings, backend, registry=registry, ready=lambda: conn.connected and not draining.now
-    )
+    if settings.backend == "memory":
+        app = create_app(
+            settings, registry=registry, ready=lambda: not draining.now, metrics=metrics
+        )
+        exits = exit_callbacks(lambda: app, draining)
+        return await serve(settings, app, None, on_exit=exits, on_header_timeout=slow_headers)
+    conn = NatsConnection("gateway", registry)
+
+    def ready() -> bool:
+        return conn.connected and not draining.now
+
+    async def open_chat() -> Any:
+        await conn.connect(settings)  # tries until NATS answers
+        backend = NatsBackend(
+            client=conn.client,
+            subject_prefix=subjects.PREFIX,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+        return create_app(settings, backend, registry=registry, ready=ready, metrics=metrics)
+
+    not_ready = functools.partial(metrics.reject, "not_ready")
+    gate = Gate(ops_app(lambda: False, registry), ready, open_chat, on_refused=not_ready)
+    exits = exit_callbacks(lambda: gate.app, draining)
     try:
-        return await serve(settings, app, conn, on_exit=_on_exit(app, draining))
+        return await serve(settings, gate, conn, on_exit=exits, on_header_timeout=slow_headers)
     finally:
         await conn.drain(settings.nats_drain_timeout_s)
-
-
-def _on_exit(app: Any, draining: Draining) -> list[Callable[[], None]]:
-    # Readiness fails first; presence is held, since clients are about to get 1012
-    # and reconnect elsewhere (no one is announced as left or joined meanwhile).
-    return [draining.set, cast(PachinkoApp, app).ws_connection_manager.begin_shutdown]
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     ready: Callable[[], bool] | None = None,
     wall_clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> falcon.asgi.App[Any, Any]:
     """Build the gateway app.
 
@@ -99,6 +100,8 @@ def create_app(
             gateway, which then also runs the announcements).
         registry: Where the gateway's metrics go (served on ``/metrics``).
         ready: Extra readiness check (the NATS connection is up).
+        metrics: The gateway's metrics, when the caller counts refusals before the
+            app exists (the NATS gate, slow request headers); made here otherwise.
         wall_clock: Unix seconds, against which token expiry is measured.
     """
     if settings.auth == "dev":
@@ -106,7 +109,7 @@ def create_app(
             "auth.development_mode", detail="the user query parameter is trusted without proof"
         )
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = metrics if metrics is not None else Metrics(registry)
     # The origin guard comes first: a foreign page costs no token work.
     guard = OriginMiddleware(settings.origin_policy, metrics.reject)
     app = falcon.asgi.App(middleware=[guard, auth_middleware(settings)])

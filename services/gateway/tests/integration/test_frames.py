@@ -191,3 +191,24 @@ async def test_a_healthy_idle_client_survives_many_ping_cycles(
     while (frame := await client.read_frame()).opcode == OP_PING:
         await client.send(encode_frame(0xA, frame.payload))
     assert b"still here" in frame.payload
+
+
+async def test_a_dropped_slow_request_is_reported_to_the_gateway() -> None:
+    from chat_gateway.app import create_app
+    from chat_gateway.server import uvicorn_options
+    from chat_gateway.settings import load_settings
+    from falcon_pachinko.testing import serve
+
+    settings = load_settings(
+        {"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0", "CHAT_HANDSHAKE_TIMEOUT_S": "0.3"}
+    )
+    dropped = asyncio.Event()
+    options = {**uvicorn_options(settings, dropped.set), "port": 0}
+    async with serve(create_app(settings), **options) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\n")  # and nothing more
+        await writer.drain()
+        async with asyncio.timeout(scaled(3)):
+            await dropped.wait()
+            assert await reader.read() == b""
+        writer.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from prometheus_client import CollectorRegistry
 
 from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
-from chat_runtime.lifecycle import wait_for_shutdown
-from chat_runtime.natsconn import connect_nats
+from chat_runtime.lifecycle import connect_unless_stopped, shutdown_signals, wait_for_shutdown
+from chat_runtime.natsconn import NatsConnection
 from chat_runtime.ops import serve_ops
 from falcon_pachinko.backends.nats import NatsBroker, new_node_id
 from falcon_pachinko.directory import Directory
@@ -23,9 +25,42 @@ log = structlog.get_logger(__name__)
 
 
 async def run(settings: Settings) -> int:
-    """Serve until a signal (exit 0) or until NATS is lost for good (exit 1)."""
+    """Serve until a signal (exit 0) or until NATS is lost for good (exit 1).
+
+    Health and metrics are served at once; readiness waits for NATS and the
+    directory (NATS may come up after this service).
+    """
     registry = CollectorRegistry()
-    conn = await connect_nats(settings, "rooms", registry)
+    conn = NatsConnection("rooms", registry)
+    started = asyncio.Event()
+    with shutdown_signals() as stop:
+        async with serve_ops(
+            settings.metrics_host,
+            settings.metrics_port,
+            lambda: started.is_set() and conn.connected,
+            registry,
+        ) as port:
+            log.info("service.listening", service="rooms", port=port)
+            if not await connect_unless_stopped(conn, settings, stop):
+                return 0
+            try:
+                directory = _directory(settings, conn, registry)
+                await directory.start()
+                try:
+                    conn.on_reconnected.append(directory.request_resync)
+                    started.set()
+                    log.info(
+                        "service.ready", service="rooms", port=port, ttl_s=settings.presence_ttl_s
+                    )
+                    return await wait_for_shutdown(conn, stop)
+                finally:
+                    started.clear()
+                    await directory.stop()
+            finally:
+                await conn.drain(settings.nats_drain_timeout_s)
+
+
+def _directory(settings: Settings, conn: NatsConnection, registry: CollectorRegistry) -> Directory:
     directory = Directory(
         conn.client,
         Subjects(SUBJECT_PREFIX),
@@ -39,15 +74,4 @@ async def run(settings: Settings) -> int:
     rules = PresenceRules(broker, metrics)
     directory.on_lost = rules.on_lost
     directory.on_presence = rules.on_presence
-    await directory.start()
-    conn.on_reconnected.append(directory.request_resync)
-    try:
-        async with serve_ops(
-            settings.metrics_host, settings.metrics_port, lambda: conn.connected, registry
-        ) as port:
-            log.info("service.ready", service="rooms", port=port, ttl_s=settings.presence_ttl_s)
-            code = await wait_for_shutdown(conn)
-    finally:
-        await directory.stop()
-        await conn.drain(settings.nats_drain_timeout_s)
-    return code
+    return directory

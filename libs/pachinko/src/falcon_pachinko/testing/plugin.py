@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from . import LiveServer, WSClient, connect, serve
 
-__all__ = ["pachinko_connect", "pachinko_nats", "pachinko_serve"]
+__all__ = ["pachinko_connect", "pachinko_nats", "pachinko_nats_cluster", "pachinko_serve"]
 
 ServeFactory = Callable[..., Any]
 
@@ -61,5 +61,30 @@ async def pachinko_nats(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             count += 1
             store = tmp_path / f"nats-{count}"
             return await stack.enter_async_context(nats_server(store, jetstream=jetstream))
+
+        yield start
+
+
+@pytest_asyncio.fixture
+async def pachinko_nats_cluster(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``cluster = await pachinko_nats_cluster(size=3)`` -> a running ``NatsCluster``.
+
+    Each call starts its own cluster of real ``nats-server`` processes on 127.0.0.1
+    (routes up between all of them before it returns); ``cluster.urls`` lists the
+    members' client URLs, ``await cluster.kill(i)`` and ``await cluster.restart(i)``
+    take one member down and bring it back. Needs ``falcon-pachinko[testing]``.
+    """
+    from .nats import nats_cluster
+
+    async with contextlib.AsyncExitStack() as stack:
+        count = 0
+
+        async def start(*, size: int = 3, jetstream: bool = False) -> Any:
+            nonlocal count
+            count += 1
+            root = tmp_path / f"nats-cluster-{count}"
+            return await stack.enter_async_context(
+                nats_cluster(root, size=size, jetstream=jetstream)
+            )
 
         yield start
