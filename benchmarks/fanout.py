@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +51,9 @@ LOOPBACK: Final = "127.0.0.1"
 _BANNER: Final = re.compile(rb"Chat is running on http://127\.0\.0\.1:(\d+)/")
 #: Production presence timing (the system tests' fast timing adds heartbeat load).
 _PRESENCE: Final = {
-    "CHAT_HEARTBEAT_INTERVAL_S": "3",
-    "CHAT_PRESENCE_TTL_S": "10",
-    "CHAT_PRESENCE_CHECK_INTERVAL_S": "1",
+    "CHAT_HEARTBEAT_INTERVAL_S": "1.5",
+    "CHAT_PRESENCE_TTL_S": "5",
+    "CHAT_PRESENCE_CHECK_INTERVAL_S": "0.5",
 }
 _SLOW_CONSUMER: Final = 4001
 _TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -111,6 +112,24 @@ BASELINE: Final = "memory"
 # -- processes -----------------------------------------------------------------
 
 
+async def _ready(port: int, timeout_s: float) -> bool:
+    """Poll ``/readyz`` until it answers 200 (bounded)."""
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(probe):
+            return True
+        await asyncio.sleep(0.05)  # polling a probe endpoint: there is no event to await
+    return False
+
+
 class GatewayProcess(Service):
     """A gateway process whose port is read from the banner it prints on stdout.
 
@@ -145,6 +164,10 @@ class GatewayProcess(Service):
             await self.stop()
             raise BenchmarkFailed(f"{self.name} did not start:\n{self.tail()}")
         self._stdout = asyncio.create_task(_drain(stdout), name=f"{self.name}-stdout")
+        # It listens before NATS answers; the chat opens once /readyz says so.
+        if not await _ready(self.port, timeout_s):
+            await self.stop()
+            raise BenchmarkFailed(f"{self.name} never became ready:\n{self.tail()}")
         return self
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 15) -> int:
