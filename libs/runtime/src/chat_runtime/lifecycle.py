@@ -1,7 +1,8 @@
 """How a service's main loop goes: connect while serving health, then run until a signal.
 
-A service without a web server of its own (rooms, announcer) holds
-:func:`shutdown_signals` for its whole life, serves its health endpoints, then::
+A service without a web server of its own (rooms, announcer) runs
+:func:`run_nats_service`: it holds :func:`shutdown_signals` for its whole life,
+serves its health endpoints, then::
 
     if not await connect_unless_stopped(conn, settings, stop):
         return 0  # SIGTERM while NATS was still unreachable
@@ -16,15 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from .natsconn import NatsConnection
+from .ops import serve_ops
 from .settings import CommonSettings
 
-__all__ = ["cancel_and_wait", "connect_unless_stopped", "shutdown_signals", "wait_for_shutdown"]
+__all__ = [
+    "Work",
+    "run_nats_service",
+    "cancel_and_wait",
+    "connect_unless_stopped",
+    "shutdown_signals",
+    "wait_for_shutdown",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -108,3 +119,53 @@ async def wait_for_shutdown(conn: NatsConnection, stop: asyncio.Event) -> int:
         return 0
     log.error("service.stopping", reason="nats connection closed")
     return 1
+
+
+#: Starts a service's work once NATS answers; yields what ``service.ready`` logs.
+Work = Callable[[], AbstractAsyncContextManager[Mapping[str, Any]]]
+
+
+async def run_nats_service(
+    service: str,
+    settings: CommonSettings,
+    conn: NatsConnection,
+    registry: CollectorRegistry,
+    ops_address: tuple[str, int],
+    work: Work,
+) -> int:
+    """Serve health at once, connect, run ``work`` until a signal or NATS is lost.
+
+    Readiness (``/readyz``) holds only while ``work`` runs and NATS is connected.
+
+    Args:
+        service: The service's name in logs (``rooms``, ``announcer``).
+        settings: Its settings (NATS options, drain timeout).
+        conn: Its NATS connection, not yet connected.
+        registry: Its metrics, served on ``/metrics``.
+        ops_address: Where health and metrics are served (host, port; 0: any).
+        work: Started once connected, stopped at shutdown.
+
+    Returns:
+        The exit code: 0 after a signal, 1 when NATS was lost for good.
+    """
+    started = asyncio.Event()
+
+    def ready() -> bool:
+        return started.is_set() and conn.connected
+
+    with shutdown_signals() as stop:
+        host, port = ops_address
+        async with serve_ops(host, port, ready, registry) as bound:
+            log.info("service.listening", service=service, port=bound)
+            if not await connect_unless_stopped(conn, settings, stop):
+                return 0
+            try:
+                async with work() as fields:
+                    started.set()
+                    log.info("service.ready", service=service, port=bound, **fields)
+                    try:
+                        return await wait_for_shutdown(conn, stop)
+                    finally:
+                        started.clear()
+            finally:
+                await conn.drain(settings.nats_drain_timeout_s)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -12,9 +14,8 @@ from prometheus_client import CollectorRegistry
 from chat_announcements.errors import LeaseUnavailable
 from chat_announcements.worker import announcement_worker
 from chat_protocol import subjects
-from chat_runtime.lifecycle import connect_unless_stopped, shutdown_signals, wait_for_shutdown
+from chat_runtime.lifecycle import run_nats_service
 from chat_runtime.natsconn import NatsConnection
-from chat_runtime.ops import serve_ops
 from falcon_pachinko import WorkerController
 
 from .lease import KvPeriodLease
@@ -36,34 +37,22 @@ async def run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     conn = NatsConnection("announcer", registry)
-    started = asyncio.Event()
-    with shutdown_signals() as stop:
-        async with serve_ops(
-            settings.metrics_host,
-            settings.metrics_port,
-            lambda: started.is_set() and conn.connected,
-            registry,
-        ) as port:
-            log.info("service.listening", service="announcer", port=port)
-            if not await connect_unless_stopped(conn, settings, stop):
-                return 0
-            controller = WorkerController()
-            try:
-                await _start(settings, conn, controller, metrics)
-                started.set()
-                log.info(
-                    "service.ready",
-                    port=port,
-                    service="announcer",
-                    interval_s=settings.announce_interval_s,
-                    room_prefix=settings.announce_room_prefix,
-                    bucket=settings.announce_lease_bucket,
-                )
-                return await wait_for_shutdown(conn, stop)
-            finally:
-                started.clear()
-                await controller.stop()
-                await conn.drain(settings.nats_drain_timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def worker_running() -> AsyncIterator[dict[str, Any]]:
+        controller = WorkerController()
+        try:
+            await _start(settings, conn, controller, metrics)
+            yield {
+                "interval_s": settings.announce_interval_s,
+                "room_prefix": settings.announce_room_prefix,
+                "bucket": settings.announce_lease_bucket,
+            }
+        finally:
+            await controller.stop()
+
+    address = (settings.metrics_host, settings.metrics_port)
+    return await run_nats_service("announcer", settings, conn, registry, address, worker_running)
 
 
 async def _start(

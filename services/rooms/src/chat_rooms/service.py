@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
-from chat_runtime.lifecycle import connect_unless_stopped, shutdown_signals, wait_for_shutdown
+from chat_runtime.lifecycle import run_nats_service
 from chat_runtime.natsconn import NatsConnection
-from chat_runtime.ops import serve_ops
 from falcon_pachinko.backends.nats import NatsBroker, new_node_id
 from falcon_pachinko.directory import Directory
 from falcon_pachinko.subjects import Subjects
@@ -32,32 +33,19 @@ async def run(settings: Settings) -> int:
     """
     registry = CollectorRegistry()
     conn = NatsConnection("rooms", registry)
-    started = asyncio.Event()
-    with shutdown_signals() as stop:
-        async with serve_ops(
-            settings.metrics_host,
-            settings.metrics_port,
-            lambda: started.is_set() and conn.connected,
-            registry,
-        ) as port:
-            log.info("service.listening", service="rooms", port=port)
-            if not await connect_unless_stopped(conn, settings, stop):
-                return 0
-            try:
-                directory = _directory(settings, conn, registry)
-                await directory.start()
-                try:
-                    conn.on_reconnected.append(directory.request_resync)
-                    started.set()
-                    log.info(
-                        "service.ready", service="rooms", port=port, ttl_s=settings.presence_ttl_s
-                    )
-                    return await wait_for_shutdown(conn, stop)
-                finally:
-                    started.clear()
-                    await directory.stop()
-            finally:
-                await conn.drain(settings.nats_drain_timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def directory_running() -> AsyncIterator[dict[str, Any]]:
+        directory = _directory(settings, conn, registry)
+        await directory.start()
+        conn.on_reconnected.append(directory.request_resync)
+        try:
+            yield {"ttl_s": settings.presence_ttl_s}
+        finally:
+            await directory.stop()
+
+    address = (settings.metrics_host, settings.metrics_port)
+    return await run_nats_service("rooms", settings, conn, registry, address, directory_running)
 
 
 def _directory(settings: Settings, conn: NatsConnection, registry: CollectorRegistry) -> Directory:
