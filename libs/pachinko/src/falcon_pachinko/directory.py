@@ -126,8 +126,10 @@ class Directory:
 
     async def start(self) -> None:
         """Subscribe, start answering queries, and ask every node for a snapshot."""
-        self._sub = await self._nc.subscribe(self._subjects.events, cb=self._on_event)
+        # Quiet from the first event on: whatever arrives before the resync request
+        # comes from a node that was there before this directory.
         self.registry.quiet_until = self._clock() + self._startup_quiet_s
+        self._sub = await self._nc.subscribe(self._subjects.events, cb=self._on_event)
         self._service = await nats.micro.add_service(
             self._nc, name=self._name, version="1.0.0", description="room membership directory"
         )
@@ -171,8 +173,16 @@ class Directory:
             self._sub = None
 
     async def request_resync(self) -> None:
-        """Ask every node to re-send its membership (after a start or a reconnect)."""
-        for action in self.registry.resync_all(self._clock()):
+        """Ask every node to re-send its membership (after a start or a reconnect).
+
+        The nodes were not heard while the directory was cut off, through no fault
+        of theirs: their silence starts counting again now, and a node learnt anew
+        in the next ``startup_quiet_s`` rebuilds presence without arrivals.
+        """
+        now = self._clock()
+        self.registry.quiet_until = now + self._startup_quiet_s
+        self.registry.heard_from_all(now)
+        for action in self.registry.resync_all(now):
             log.debug("pachinko.directory_resync", node=action.node)
         await self._publish_quietly(self._subjects.sync_all)
 
@@ -194,10 +204,20 @@ class Directory:
     async def _expire_loop(self) -> None:
         interval = self._expiry_interval_s
         last = self._clock()
+        cut_off = False
         while True:
             await asyncio.sleep(interval)
             now, previous = self._clock(), last
             last = now
+            if not self._nc.is_connected:
+                # Our own link is down, not the nodes: their silence proves nothing.
+                cut_off = True
+                continue
+            if cut_off:
+                # Back: every node's silence starts counting again from now.
+                cut_off = False
+                self.registry.heard_from_all(now)
+                continue
             if now - previous > 2 * interval:
                 # This loop stalled (a long pause, an overloaded host): heartbeats
                 # may be waiting unread. Expiring now would declare live gateways

@@ -210,7 +210,13 @@ class WebSocketConnectionManager(BackendSink):
         async with self._lock(room):
             members = self._rooms.get(room)
             if members is None:
-                await self.backend.broker.subscribe(room)
+                try:
+                    await self.backend.broker.subscribe(room)
+                except BaseException:
+                    # Cancelled (a connect timeout, a shutdown) or failed midway: a
+                    # subscription the broker made must not outlive this join.
+                    await self.backend.broker.unsubscribe(room)
+                    raise
                 members = {}
             # The connection may have been unregistered while the lock or the
             # subscription was awaited: it must not become a ghost member.

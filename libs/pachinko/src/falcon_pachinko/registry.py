@@ -139,6 +139,11 @@ class Registry:
         actions.extend(self.presence.expire(now))
         return actions
 
+    def heard_from_all(self, now: float) -> None:
+        """Count every node as heard from at ``now`` (the directory was cut off)."""
+        for state in self._nodes.values():
+            state.last_seen = now
+
     def resync_all(self, now: float) -> list[RequestSync]:
         """Mark every known node unsynced (the directory missed events); ask them all."""
         for state in self._nodes.values():

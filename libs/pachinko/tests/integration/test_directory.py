@@ -319,6 +319,43 @@ async def test_malformed_events_are_counted_and_ignored(cluster: Cluster) -> Non
     assert await node.manager.room_members("r") == [member(fine)]
 
 
+async def test_a_directory_cut_off_longer_than_the_ttl_expires_no_one(cluster: Cluster) -> None:
+    offset = [0.0]
+    changes: list[Any] = []
+
+    async def record(change: Any) -> None:
+        changes.append(change)
+
+    events = cluster.connection_events()
+    handle = await cluster.directory(
+        await cluster.client(events),
+        ttl_s=1.0,
+        expiry_interval_s=0.05,
+        clock=lambda: time.monotonic() + offset[0],
+        on_presence=record,
+    )
+    node = await cluster.node(heartbeat_interval_s=0.1)
+    await node.join("r", presence="alice")
+    await node.manager.get_rooms_by_prefix("")
+    assert [c.present for c in changes] == [True]
+
+    await cluster.server.stop()
+    async with asyncio.timeout(3.0):
+        await events.disconnected.wait()
+    offset[0] = 10.0  # ten TTLs pass while the directory is cut off
+    await cluster.server.start()
+    async with asyncio.timeout(3.0):
+        await events.reconnected.wait()
+        await node.events.reconnected.wait()
+    checks = handle.directory.expiry_checks
+    await handle.wait_applied(
+        lambda: handle.directory.expiry_checks >= checks + 3, what="three expiry checks"
+    )
+    assert [c.present for c in changes] == [True]  # nobody left, nobody came back
+    assert handle.lost == []
+    assert await node.manager.get_rooms_by_prefix("") == ["r"]
+
+
 async def test_the_view_is_right_again_after_a_nats_restart(cluster: Cluster) -> None:
     events = cluster.connection_events()
     handle = await cluster.directory(await cluster.client(events), ttl_s=10.0)

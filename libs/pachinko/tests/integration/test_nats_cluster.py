@@ -95,15 +95,18 @@ async def test_a_jetstream_cluster_starts_with_distinct_stores(
     client = await client_of(cluster.url.split(","))
     try:
         js = client.jetstream()
-        async with asyncio.timeout(scaled(10)):
-            while True:  # the meta leader is elected after the routes are up
+        async with asyncio.timeout(scaled(20)):
+            while True:
+                # The meta leader, then the bucket's stream leader, are elected after
+                # the routes are up; until then JetStream answers with errors.
                 try:
                     kv = await js.create_key_value(bucket="probe", replicas=3)
+                    await kv.put("k", b"v")
+                    value = (await kv.get("k")).value
                     break
-                except nats.errors.Error:  # no meta leader yet: timeouts, 503s
-                    await asyncio.sleep(0.1)
-        await kv.put("k", b"v")
-        assert (await kv.get("k")).value == b"v"
+                except (nats.errors.Error, TimeoutError):
+                    await asyncio.sleep(0.1)  # an election: nothing to await but time
+        assert value == b"v"
     finally:
         await client.close()
 

@@ -379,6 +379,43 @@ async def test_connections_of_counts_an_identity_in_rooms(make_hub: Any) -> None
     assert await hub.manager.connections_of("alice") == 1
 
 
+async def test_a_join_cancelled_while_subscribing_leaves_no_subscription(
+    make_hub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = await make_hub()
+    conn, _ = await hub.connect(presence="alice")
+    broker = hub.backend.broker
+    subscribing = asyncio.Event()
+    original = broker.subscribe
+
+    async def subscribe_then_hang(room: str) -> None:
+        # As the NATS broker does: the subscription exists, the round trip hangs.
+        await original(room)
+        subscribing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(broker, "subscribe", subscribe_then_hang)
+    joining = asyncio.create_task(hub.manager.join_room(conn, "lobby"))
+    await subscribing.wait()
+    assert hub.backend.subscribed("lobby")
+    joining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await joining
+    assert not hub.backend.subscribed("lobby")  # unsubscribed on the way out
+    assert hub.manager.local_rooms() == []
+
+
+async def test_a_connection_relabelled_after_joining_leaves_as_who_it_joined(
+    make_hub: Any,
+) -> None:
+    hub = await make_hub()
+    conn, _ = await hub.connect(presence="anon")
+    await hub.manager.join_room(conn, "lobby")
+    hub.manager.set_presence(conn, "alice")
+    await hub.manager.unregister(conn)
+    assert await hub.manager.presence("lobby") == []
+
+
 async def test_a_failing_presence_hook_does_not_undo_the_join(make_hub: Any) -> None:
     hub = await make_hub()
 

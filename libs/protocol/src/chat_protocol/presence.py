@@ -11,7 +11,7 @@ announced exactly once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .messages import presence_announcement
 
@@ -34,16 +34,17 @@ class PresenceEvent(Protocol):
     def connection_id(self) -> str: ...
 
 
-#: ``publish(room, message, exclude=connection_id_or_None)``.
-Publish = Callable[..., Awaitable[None]]
+#: ``publish(room, message, exclude=connection_id_or_None)``; what it returns
+#: (whether it was sent, say) the hook returns.
+Publish = Callable[..., Awaitable[Any]]
 
 
-def presence_announcer(publish: Publish) -> Callable[[PresenceEvent], Awaitable[None]]:
+def presence_announcer(publish: Publish) -> Callable[[PresenceEvent], Awaitable[Any]]:
     """A presence hook that announces each change into its room through ``publish``."""
 
-    async def announce(change: PresenceEvent) -> None:
+    async def announce(change: PresenceEvent) -> Any:
         message = presence_announcement(change.identity, change.present)
         exclude = change.connection_id if change.present else None
-        await publish(change.room, message, exclude=exclude)
+        return await publish(change.room, message, exclude=exclude)
 
     return announce

@@ -13,8 +13,9 @@ import structlog
 
 __all__ = ["configure_logging", "redact"]
 
-# A URL query string ("?key=value..."): it may carry credentials.
-_QUERY: Final = re.compile(r"\?[\w.~%-]+=[^\s\"']*")
+# A URL query string, whatever its shape ("?token=", "?&token=", "?debug&token="):
+# it may carry credentials, so all of it goes.
+_QUERY: Final = re.compile(r"\?[^\s\"']+")
 _SECRET_KEYS: Final = frozenset({"token", "password", "secret", "authorization", "query_string"})
 
 

@@ -310,11 +310,18 @@ def _check_times(claims: Mapping[str, Any], now: float, leeway_s: float) -> Reas
     return None
 
 
+#: No real date is past this many seconds (2**53: what a float holds exactly).
+_MAX_DATE: Final = 2**53
+
+
 def _is_numeric_date(value: object) -> bool:
-    # JSON true is a Python int, and Python's json accepts Infinity and NaN.
+    # JSON true is a Python int, and Python's json accepts Infinity and NaN. Huge
+    # integers are no dates either (and would not fit a float).
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, int):
+        return abs(value) < _MAX_DATE
+    return isinstance(value, float) and math.isfinite(value) and abs(value) < _MAX_DATE
 
 
 def issue_token(

@@ -228,10 +228,10 @@ class JwksKeys:
         self._attempted_at = self._clock()
         self.fetches += 1
         try:
-            # NOTE(gateway): urllib honours the timeout per socket operation; the
-            # outer bound also covers a slow trickle. A timed-out thread finishes
-            # on its own, and its result is dropped.
-            async with asyncio.timeout(self._timeout_s * 2):
+            # NOTE(gateway): urllib honours the timeout per socket operation; this
+            # outer bound, the same, also covers a slow trickle. A timed-out thread
+            # finishes on its own, and its result is dropped.
+            async with asyncio.timeout(self._timeout_s):
                 document = await asyncio.to_thread(self._fetch)
             keys = parse_jwks(document)
         except (jwt.PyJWTError, OSError, TimeoutError, ValueError) as exc:

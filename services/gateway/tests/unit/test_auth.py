@@ -405,3 +405,8 @@ async def test_dev_mode_trusts_the_user_parameter() -> None:
     assert events == [
         {"event": "auth.rejected", "reason": "invalid_user_name", "log_level": "info"}
     ]
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_a_date_too_large_for_any_clock_is_invalid_claims_not_an_exception(claim: str) -> None:
+    assert verify_token(sign(claims(**{claim: 10**400})), CONFIG, NOW) == Rejected("invalid_claims")

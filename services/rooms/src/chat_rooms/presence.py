@@ -71,7 +71,8 @@ class PresenceRules:
 
     async def on_presence(self, change: PresenceChange) -> None:
         """Announce a user's first arrival or last departure in a room."""
-        await self._announce(change)
+        if not await self._announce(change):
+            return  # not sent (NATS away): not counted as announced
         if change.present:
             self._metrics.arrivals_announced.inc()
         else:
@@ -85,8 +86,10 @@ class PresenceRules:
 
     async def _publish(
         self, room: str, message: ServerMessage, *, exclude: str | None = None
-    ) -> None:
+    ) -> bool:
         try:
             await self._publisher.publish(room, encode(message), exclude=exclude)
         except BackendError:
             log.warning("rooms.announcement_not_sent")
+            return False
+        return True

@@ -92,3 +92,10 @@ async def test_a_publish_failure_is_logged_not_raised() -> None:
     presence, _ = rules(FakePublisher(fail=True))
     change = PresenceChange(room="r", identity="Alice", present=False, connection_id="c1")
     await presence.on_presence(change)  # does not raise
+
+
+async def test_an_announcement_that_could_not_be_sent_is_not_counted() -> None:
+    presence, registry = rules(FakePublisher(fail=True))
+    change = PresenceChange(room="r", identity="Alice", present=True, connection_id="c1")
+    await presence.on_presence(change)
+    assert registry.get_sample_value("chat_rooms_arrivals_announced_total") == 0

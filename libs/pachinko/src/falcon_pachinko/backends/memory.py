@@ -76,11 +76,12 @@ class InProcessPresence(Presence):
 
     async def member_left(self, room: str, member: Member) -> None:
         members = self._members.get(room)
-        if members is not None:
-            members.pop(member.connection_id, None)
-            if not members:
-                del self._members[room]
-        change = self._tracker.remove(room, member.presence, member.connection_id)
+        joined = members.pop(member.connection_id, None) if members is not None else None
+        if members is not None and not members:
+            del self._members[room]
+        # The label it joined with: it may have been relabelled since.
+        label = joined.presence if joined is not None else member.presence
+        change = self._tracker.remove(room, label, member.connection_id)
         if change is not None and self._sink is not None and not self._shutting_down:
             await self._sink.presence_changed(change)
 
