@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from falcon_pachinko import BackendError
+from falcon_pachinko.backends.nats import flush_sent
 from falcon_pachinko.testing import scaled
 
 pytestmark = pytest.mark.integration
@@ -215,29 +216,29 @@ async def test_send_to_connection_is_addressed_and_says_whether_it_was_delivered
     cluster: Cluster,
 ) -> None:
     a, b, c = await cluster.node(), await cluster.node(), await cluster.node()
-    there = await b.connect()
-    seen_by_c: list[str] = []
+    there, on_c = await b.connect(), await c.connect()
+    # A spy on c's own subject: what is addressed to c, and only that, reaches it.
+    addressed_to_c: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def spy_on_c(msg: Any) -> None:
+        addressed_to_c.put_nowait(msg.data)
+
     spy = await cluster.client()
-    await spy.subscribe(c.backend.subjects.direct_node(c.backend.node_id), cb=_record(seen_by_c))
-    await spy.subscribe(c.backend.subjects.direct + ".>", cb=_record(seen_by_c))
-    await spy.flush()
+    await spy.subscribe(c.backend.subjects.direct_node(c.backend.node_id), cb=spy_on_c)
+    await flush_sent(spy, BOUND_S)  # the SUB is in effect
     assert await a.manager.send_to_connection(there.id, {"n": 1})
-    # Only b's own subject carried it: nothing addressed to c, one message in all.
-    assert seen_by_c == [there.id.partition("-")[0]]
     assert not await a.manager.send_to_connection(f"{b.backend.node_id}-gone", {"n": 2})
     await there.conn.close()
     assert not await a.manager.send_to_connection(there.id, {"n": 3})
-    await b.kill()
-    assert not await a.manager.send_to_connection(there.id, {"n": 4})  # no such node any more
-    assert not await a.manager.send_to_connection("not-a-connection-id", {"n": 5})
+    assert not await a.manager.send_to_connection("not-a-connection-id", {"n": 4})
     assert await there.sock.wait_texts(1) == ['{"n":1}']
-
-
-def _record(into: list[str]) -> Any:
-    async def callback(msg: Any) -> None:
-        into.append(msg.subject.rsplit(".", 1)[-1])
-
-    return callback
+    # The first message c's subject carries is the one for c's connection: none of
+    # the messages above was sent to every node.
+    assert await a.manager.send_to_connection(on_c.id, {"n": 5})
+    async with asyncio.timeout(BOUND_S):
+        assert await addressed_to_c.get() == b'{"n":5}'
+    await b.kill()
+    assert not await a.manager.send_to_connection(there.id, {"n": 6})  # no such node any more
 
 
 async def test_one_subscription_per_room_however_many_members(cluster: Cluster) -> None:
@@ -264,7 +265,8 @@ async def test_one_subscription_per_room_however_many_members(cluster: Cluster) 
     await a.manager.unregister(clients[-1].conn)  # the last member leaves by disconnecting
     assert sorted(a.backend.broker._rooms) == ["marker"]
     assert len(a.nc._subs) == baseline
-    await a.nc.flush()  # the UNSUB has reached the server
+    # The UNSUB has reached the server (nc.flush() alone can overtake it).
+    await flush_sent(a.nc, BOUND_S)
 
     received_before = a.nc.stats["in_msgs"]
     await broadcast(b, "r", {"n": 2})
