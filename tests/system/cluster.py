@@ -224,29 +224,29 @@ BASE_ENV = {
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+async def _chat_on(nats: Any, env: Mapping[str, str], *, started: bool) -> AsyncIterator[Cluster]:
+    """A :class:`Cluster` on ``nats`` (started here unless ``started`` is False);
+    every service and then the server are stopped at the end."""
+    if started:
+        await nats.start()
+    result = Cluster(nats, {**BASE_ENV, **env})
+    try:
+        yield result
+    finally:
+        await result.close()
+        await nats.stop()
+
+
+def cluster(tmp_path: Path, **env: str) -> contextlib.AbstractAsyncContextManager[Cluster]:
     """A running nats-server (JetStream on) and a :class:`Cluster` to start services on."""
-    nats = NatsServer(tmp_path / "nats", monitor=True)
-    await nats.start()
-    result = Cluster(nats, {**BASE_ENV, **env})
-    try:
-        yield result
-    finally:
-        await result.close()
-        await nats.stop()
+    return _chat_on(NatsServer(tmp_path / "nats", monitor=True), env, started=True)
 
 
-@contextlib.asynccontextmanager
-async def nats_cluster_chat(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+def nats_cluster_chat(
+    tmp_path: Path, **env: str
+) -> contextlib.AbstractAsyncContextManager[Cluster]:
     """Three routed nats-servers (``chat.nats.urls``); services get all three URLs."""
-    nats = NatsCluster(tmp_path / "nats-cluster")
-    await nats.start()
-    result = Cluster(nats, {**BASE_ENV, **env})
-    try:
-        yield result
-    finally:
-        await result.close()
-        await nats.stop()
+    return _chat_on(NatsCluster(tmp_path / "nats-cluster"), env, started=True)
 
 
 def free_port() -> int:
@@ -256,19 +256,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def late_nats_chat(tmp_path: Path, **env: str) -> AsyncIterator[Cluster]:
+def late_nats_chat(tmp_path: Path, **env: str) -> contextlib.AbstractAsyncContextManager[Cluster]:
     """A :class:`Cluster` whose nats-server is *not* running yet: ``await chat.nats.start()``.
 
     Its port is fixed in advance, so services started before it point at it.
     """
-    nats = NatsServer(tmp_path / "nats", port=free_port())
-    result = Cluster(nats, {**BASE_ENV, **env})
-    try:
-        yield result
-    finally:
-        await result.close()
-        await nats.stop()
+    return _chat_on(NatsServer(tmp_path / "nats", port=free_port()), env, started=False)
 
 
 def http_status(port: int | None, path: str) -> int:

@@ -29,6 +29,7 @@ from chat_runtime.lifecycle import cancel_and_wait
 from chat_runtime.natsconn import NatsConnection
 from chat_runtime.server import Server
 from falcon_pachinko import PachinkoApp
+from falcon_pachinko.handshake import deny
 
 from .httpguard import header_deadline_protocol
 from .settings import Settings
@@ -206,16 +207,8 @@ class Gate:
 
 async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     await receive()  # websocket.connect
-    if "websocket.http.response" not in scope.get("extensions", {}):
+    if not await deny(scope, send, 503, retry_after_s=1, body=_NOT_READY_BODY):
         await send({"type": "websocket.close", "code": 1013})  # answered with 403
-        return
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(_NOT_READY_BODY)).encode()),
-        (b"retry-after", b"1"),
-    ]
-    await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": _NOT_READY_BODY})
 
 
 async def serve(

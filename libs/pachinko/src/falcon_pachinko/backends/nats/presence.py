@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Final
+import functools
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -48,6 +50,8 @@ from .plumbing import UNAVAILABLE, flush_sent, publish
 __all__ = ["NatsPresence"]
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
 
 _encoder: Final = msgspec.json.Encoder()
 _rooms_reply: Final = msgspec.json.Decoder(RoomsReply)
@@ -181,24 +185,30 @@ class NatsPresence(Presence):
     # -- questions ---------------------------------------------------------------
 
     async def rooms_by_prefix(self, prefix: str) -> list[str]:
-        query = RoomsQuery(prefix=prefix, node=self._asker, seq=await self._settled_seq())
-        reply = await self._request(self.subjects.query_rooms, _encoder.encode(query))
-        return _rooms_reply.decode(reply).rooms
+        ask = functools.partial(RoomsQuery, prefix=prefix)
+        return (await self._ask(self.subjects.query_rooms, ask, _rooms_reply)).rooms
 
     async def room_members(self, room: str) -> list[Member]:
-        query = MembersQuery(room=room, node=self._asker, seq=await self._settled_seq())
-        reply = await self._request(self.subjects.query_members, _encoder.encode(query))
-        return _members_reply.decode(reply).members
+        ask = functools.partial(MembersQuery, room=room)
+        return (await self._ask(self.subjects.query_members, ask, _members_reply)).members
 
     async def connections_of(self, identity: str) -> int:
-        query = ConnectionsQuery(identity=identity, node=self._asker, seq=await self._settled_seq())
-        reply = await self._request(self.subjects.query_connections, _encoder.encode(query))
-        return _count_reply.decode(reply).count
+        ask = functools.partial(ConnectionsQuery, identity=identity)
+        return (await self._ask(self.subjects.query_connections, ask, _count_reply)).count
 
     async def presence(self, room: str) -> list[str]:
-        query = PresenceQuery(room=room, node=self._asker, seq=await self._settled_seq())
-        reply = await self._request(self.subjects.query_presence, _encoder.encode(query))
-        return _presence_reply.decode(reply).identities
+        ask = functools.partial(PresenceQuery, room=room)
+        return (await self._ask(self.subjects.query_presence, ask, _presence_reply)).identities
+
+    async def _ask(
+        self,
+        subject: str,
+        query: Callable[..., msgspec.Struct],
+        decoder: msgspec.json.Decoder[R],
+    ) -> R:
+        """Ask the directory ``query(node=..., seq=...)``: an answer with our own changes."""
+        asked = query(node=self._asker, seq=await self._settled_seq())
+        return decoder.decode(await self._request(subject, _encoder.encode(asked)))
 
     @property
     def _asker(self) -> str | None:
