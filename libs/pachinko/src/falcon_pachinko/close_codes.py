@@ -62,6 +62,10 @@ class CloseCode(IntEnum):
     #: The connection outlived its credentials (a token's ``exp``): reconnect with
     #: fresh ones.
     CREDENTIALS_EXPIRED = 4002
+    #: The server could not give this connection a durable room's messages
+    #: exactly once (its link to the broker lost some, or the room was too busy
+    #: while its history was read): reconnect and resume from the last position seen.
+    RESYNC = 4003
     #: An operator removed this identity (a kick, a revocation): do not reconnect
     #: with the same credentials.
     KICKED = 4501

@@ -11,8 +11,11 @@
     ├── RoomLimitExceeded(PachinkoError, ValueError)
     │       a connection asked to join one room more than ``max_rooms`` allows;
     │       nothing changed (it is still in exactly the rooms it was in)
-    └── BackendError(PachinkoError, RuntimeError)
-            the backend could not carry out an operation
+    ├── BackendError(PachinkoError, RuntimeError)
+    │       the backend could not carry out an operation
+    └── HistoryUnavailable(PachinkoError, LookupError)
+            a durable-room operation on a backend that keeps no history
+            (a programmer error: configure the backend's history)
 
 Errors a peer causes (bad JSON, unknown message types, invalid payloads) are never
 raised into user code: they are routed to the resource's hooks.
@@ -26,6 +29,7 @@ __all__ = [
     "BackendError",
     "ConnectionClosed",
     "HandlerConfigurationError",
+    "HistoryUnavailable",
     "PachinkoError",
     "RoomLimitExceeded",
 ]
@@ -67,3 +71,10 @@ class RoomLimitExceeded(PachinkoError, ValueError):
 
 class BackendError(PachinkoError, RuntimeError):
     """The connection manager's backend failed to carry out an operation."""
+
+
+class HistoryUnavailable(PachinkoError, LookupError):
+    """A durable-room operation was asked of a backend that keeps no history."""
+
+    def __init__(self) -> None:
+        super().__init__("this backend keeps no history: configure one to use durable rooms")

@@ -31,6 +31,7 @@ from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
 from .errors import RoomLimitExceeded
+from .history import Position
 from .presence import PresenceChange, PresenceHandler
 from .session import Send
 from .subjects import check_room
@@ -323,7 +324,14 @@ class WebSocketConnectionManager(BackendSink):
 
     # -- BackendSink ---------------------------------------------------------
 
-    def deliver(self, room: str, data: bytes, exclude: str | None) -> None:
+    def deliver(
+        self,
+        room: str,
+        data: bytes,
+        exclude: str | None,
+        position: Position | None = None,
+        prev: int | None = None,
+    ) -> None:
         members = self._rooms.get(room)
         if not members:
             return

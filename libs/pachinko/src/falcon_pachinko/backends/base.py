@@ -15,9 +15,15 @@ process. Everything that crosses the process boundary goes through its
   present), and learns of first-in/last-out changes where this process is the
   one that decides them (:meth:`PresenceSink.presence_changed`).
 
-A third concern, durable room history, will sit beside them in the same way.
-The in-process backend implements both inside one process; the NATS backend
-implements them across processes without any change to resource code.
+* a :class:`History` (optional) keeps **durable rooms**: it stores a message
+  before it is delivered, gives it a position (see :mod:`falcon_pachinko.history`),
+  delivers it live to every process subscribed to the room with that position,
+  and answers reads of the stored messages (recent ones, older ones, those after
+  a client's cursor).
+
+The in-process backend implements all three inside one process; the NATS backend
+implements them across processes (history on JetStream) without any change to
+resource code.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Protocol
 
 import msgspec
 
+from ..history import Appended, Page, Position
 from ..presence import PresenceChange
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "BackendSink",
     "Broker",
     "BrokerSink",
+    "History",
     "Member",
     "Presence",
     "PresenceSink",
@@ -57,13 +65,24 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
 class BrokerSink(Protocol):
     """What a broker calls to hand traffic to the local connection manager."""
 
-    def deliver(self, room: str, data: bytes, exclude: str | None) -> None:
+    def deliver(
+        self,
+        room: str,
+        data: bytes,
+        exclude: str | None,
+        position: Position | None = None,
+        prev: int | None = None,
+    ) -> None:
         """Hand one encoded room message to every local member of ``room``.
 
         Args:
             room: The room the message was published to.
             data: The UTF-8 JSON text of the message, exactly as it was published.
             exclude: The id of a connection that must not receive it, if any.
+            position: Where it was stored, for a durable message; ``None`` for
+                live-only traffic.
+            prev: For a durable message, the ``seq`` of the room's previous stored
+                message (0 if none), when the backend can tell; a loss detector.
         """
 
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
@@ -201,31 +220,112 @@ class Presence(ABC):
         """How many connections labelled ``identity`` are in a room, cluster-wide."""
 
 
+class History(ABC):
+    """Keeps durable rooms: stores messages, then delivers them live with a position.
+
+    Retention discards the oldest messages first (by count per room, by age, by
+    total size), so when the message at a client's cursor is still stored, every
+    later message of its room is too: that is how a resume knows it is complete
+    (:meth:`has`).
+    """
+
+    async def start(self) -> None:
+        """Prepare the store (create or update it). Idempotent.
+
+        Raises:
+            BackendError: The store cannot be reached or prepared.
+        """
+        return None
+
+    async def stop(self) -> None:
+        """Release what the store holds. Idempotent."""
+        return None
+
+    @abstractmethod
+    async def append(
+        self, room: str, data: bytes, *, exclude: str | None = None, key: str | None = None
+    ) -> Appended:
+        """Store a message, then deliver it to every process subscribed to ``room``.
+
+        Returns once the message is stored (with NATS: acknowledged by JetStream),
+        so a caller that tells its client "sent" after this has told the truth.
+
+        Args:
+            room: The room name.
+            data: The UTF-8 JSON text of the message (a JSON object, to be stamped).
+            exclude: The id of one connection that must not receive it live.
+            key: An idempotency key: a second append with the same key in the same
+                room within the dedup window stores and delivers nothing and
+                returns the first one's position with ``duplicate=True``.
+
+        Raises:
+            BackendError: The message was not stored (it may be stored later only
+                if it was handed over before the failure; a retry with the same
+                ``key`` is then a duplicate, never a second message).
+        """
+
+    @abstractmethod
+    async def latest(self, room: str, *, limit: int, before: int | None = None) -> Page:
+        """The last ``limit`` stored messages of ``room`` (before ``before``), oldest first.
+
+        ``Page.more`` tells whether older ones exist.
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+
+    @abstractmethod
+    async def after(self, room: str, after: int, *, limit: int) -> Page:
+        """The first ``limit`` stored messages of ``room`` with ``seq > after``, oldest first.
+
+        ``Page.more`` tells whether newer ones exist (at the time of the read).
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+
+    @abstractmethod
+    async def has(self, room: str, seq: int) -> bool:
+        """Whether the message at ``seq`` is stored, and is a message of ``room``.
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+
+
 class Backend:
-    """A broker and a presence that serve one connection manager together.
+    """A broker, a presence and (optionally) a history that serve one manager together.
 
     Args:
         broker: Carries room traffic.
         presence: Keeps membership and presence.
+        history: Keeps durable rooms; ``None`` when the backend keeps no history
+            (then ``persist=True`` broadcasts and history reads raise
+            :class:`~falcon_pachinko.errors.HistoryUnavailable`).
     """
 
-    def __init__(self, broker: Broker, presence: Presence) -> None:
+    def __init__(self, broker: Broker, presence: Presence, history: History | None = None) -> None:
         self.broker = broker
         self.presence = presence
+        self.history = history
 
     async def start(self, sink: BackendSink) -> None:
-        """Start the broker, then presence.
+        """Start the broker, then presence, then history.
 
         Raises:
             BackendError: The backend cannot start.
         """
         await self.broker.start(sink)
         await self.presence.start(sink)
+        if self.history is not None:
+            await self.history.start()
 
     async def stop(self) -> None:
         """Stop presence (its goodbye goes out first), then the broker. Idempotent."""
         await self.presence.stop()
         await self.broker.stop()
+        if self.history is not None:
+            await self.history.stop()
 
     def begin_shutdown(self) -> None:
         """See :meth:`Presence.begin_shutdown`."""
