@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, BackendSink, Broker, InProcessBackend, Member, Presence
+from .backends import Backend, BackendSink, Broker, History, InProcessBackend, Member, Presence
 from .close_codes import CloseCode, ReceivedCloseCode, is_reconnectable
 from .connection import Connection, ConnectionLimits, WebSocketLike
 from .dispatch import handles_message
@@ -19,10 +19,12 @@ from .errors import (
     BackendError,
     ConnectionClosed,
     HandlerConfigurationError,
+    HistoryUnavailable,
     PachinkoError,
     RoomLimitExceeded,
 )
 from .extension import PachinkoApp, install
+from .history import Appended, HistoryBatch, Page, Position, Stored
 from .manager import WebSocketConnectionManager
 from .presence import PresenceChange, PresenceHandler
 from .resource import WebSocketResource
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from .directory import Directory
 
 __all__ = [
+    "Appended",
     "Backend",
     "BackendError",
     "BackendSink",
@@ -43,16 +46,22 @@ __all__ = [
     "ConnectionLimits",
     "Directory",
     "HandlerConfigurationError",
+    "History",
+    "HistoryBatch",
+    "HistoryUnavailable",
     "InProcessBackend",
     "Member",
     "NatsBackend",
+    "Page",
     "PachinkoApp",
     "PachinkoError",
+    "Position",
     "Presence",
     "PresenceChange",
     "PresenceHandler",
     "ReceivedCloseCode",
     "RoomLimitExceeded",
+    "Stored",
     "WebSocketConnectionManager",
     "WebSocketLike",
     "WebSocketResource",

@@ -16,7 +16,9 @@ increasing within a room, gaps allowed):
 
 * live messages that arrive while history is being read are **held** (bounded by
   ``max_held``), not sent;
-* each history page is sent in order, skipping what was already sent;
+* each history page is sent in order, skipping what was already sent, with
+  the held messages it overtook merged in (one may have expired from the store
+  between its arrival and the read);
 * :meth:`CatchUp.finish` releases the held messages that came after the history,
   in order, and from then on live messages pass straight through, except any at
   or before the last position sent (a duplicate).
@@ -87,10 +89,22 @@ class CatchUp(Generic[T]):
         return []
 
     def history(self, page: Iterable[tuple[int, T]]) -> list[T]:
-        """A page of stored messages, oldest first: what to send now."""
+        """A page of stored messages, oldest first: what to send now.
+
+        Held live messages up to the page's last position are merged into it: a
+        message that arrived live and then left the store before the page was
+        read (retention racing the read) is still sent, in its place.
+        """
         if self.phase is not Phase.READING:
             return []
-        return self._pass(sorted(page, key=_position))
+        entries = sorted(page, key=_position)
+        if entries and self._held:
+            top = entries[-1][0]
+            early = [entry for entry in self._held if entry[0] <= top]
+            if early:
+                self._held = [entry for entry in self._held if entry[0] > top]
+                entries = sorted(entries + early, key=_position)
+        return self._pass(entries)
 
     def finish(self) -> list[T]:
         """The history is read: release what was held after it, and go live."""

@@ -185,6 +185,7 @@ class Connection:
         self._space = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._accepted = False
 
     # -- WebSocketLike -------------------------------------------------------
 
@@ -199,6 +200,16 @@ class Connection:
         return self._session.close_code
 
     @property
+    def limits(self) -> ConnectionLimits:
+        """The bounds this connection was opened with."""
+        return self._limits
+
+    @property
+    def accepted(self) -> bool:
+        """``True`` once the handshake has been accepted."""
+        return self._accepted
+
+    @property
     def subprotocols(self) -> tuple[str, ...]:
         """Subprotocols the client offered."""
         return self.raw.subprotocols
@@ -210,6 +221,14 @@ class Connection:
             ConnectionClosed: The connection is closing or closed.
         """
         await self._send(Send.of_utf8(_encoder.encode(media)))
+
+    async def send_encoded(self, data: bytes) -> None:
+        """Queue UTF-8 JSON text that is encoded already, as a text frame.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+        """
+        await self._send(Send.of_utf8(data))
 
     async def send_text(self, payload: str) -> None:
         """Queue a text frame, waiting while the outbound queue is full.
@@ -310,6 +329,7 @@ class Connection:
         Frames sent during the handshake go out first, then queued room traffic.
         """
         await self.raw.accept(subprotocol=subprotocol)
+        self._accepted = True
         self._session.accept(self._clock())
         self._writer = asyncio.create_task(self._write_loop(), name=f"pachinko-writer-{self.id}")
         self._perform()

@@ -9,6 +9,16 @@ Broadcasting encodes a message once; the backend carries those bytes to every
 process with members in the room, and each process decodes them to text once and
 offers that same string to each local member's outbound queue.
 
+Durable rooms: ``broadcast_to_room(..., persist=True)`` stores the message in the
+backend's history before anyone receives it; every process stamps it with its
+position (``id``, ``seq``, ``ts``) once, on arrival, and offers the stamped bytes
+to its members. ``join_room(..., history=n | since=seq)`` makes the connection
+catch up (see :mod:`falcon_pachinko.replay`). A room's live durable messages are
+watched for loss (:class:`~falcon_pachinko.history.RoomFeed`): when some were
+lost on the way here, the room's local members are closed with
+:attr:`CloseCode.RESYNC` and resume from their cursors, rather than silently
+missing messages.
+
 Limits it keeps: rooms per connection (``limits.max_rooms``; one more raises
 :class:`~falcon_pachinko.errors.RoomLimitExceeded` and changes nothing) and
 connections per process (``max_connections``; the route refuses a handshake with
@@ -24,15 +34,36 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
+import msgspec
 import structlog
 
 from .backends.base import Backend, BackendSink, Member
 from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
-from .errors import RoomLimitExceeded
-from .history import Position
+from .errors import BackendError, ConnectionClosed, HistoryUnavailable, RoomLimitExceeded
+from .history import (
+    Appended,
+    Feed,
+    HistoryBatch,
+    Page,
+    Position,
+    RoomFeed,
+    Stamp,
+    Stored,
+    stamp_top_level,
+)
 from .presence import PresenceChange, PresenceHandler
+from .replay import (
+    Pending,
+    Render,
+    Replay,
+    Replays,
+    hold,
+    read,
+    render_default,
+    stamp_batch,
+)
 from .session import Send
 from .subjects import check_room
 
@@ -71,6 +102,13 @@ class ManagerStats:
     rate_limit_closes: int = 0
     refused_full: int = 0
     connect_timeouts: int = 0
+    #: Messages stored by ``persist=True`` broadcasts of this process.
+    messages_stored: int = 0
+    #: ``persist=True`` broadcasts whose idempotency key had been used already.
+    duplicates: int = 0
+    #: Connections closed with ``RESYNC``: their room lost live messages on the way
+    #: here, their catch-up overflowed, or their history could not be read.
+    resyncs: int = 0
 
 
 class WebSocketConnectionManager(BackendSink):
@@ -88,6 +126,8 @@ class WebSocketConnectionManager(BackendSink):
             when this process decides presence (the in-process backend). With a
             networked backend presence is decided by the membership directory, and
             its own ``on_presence`` is called instead, once for the cluster.
+        stamp: Adds a durable message's position to its JSON text, once per
+            message per process; by default :func:`~falcon_pachinko.history.stamp_top_level`.
     """
 
     def __init__(
@@ -97,6 +137,7 @@ class WebSocketConnectionManager(BackendSink):
         limits: ConnectionLimits | None = None,
         max_connections: int | None = None,
         on_presence: PresenceHandler | None = None,
+        stamp: Stamp = stamp_top_level,
     ) -> None:
         if max_connections is not None and max_connections < 0:
             raise ValueError("max_connections must be positive, or 0/None for no limit")
@@ -113,6 +154,9 @@ class WebSocketConnectionManager(BackendSink):
         self._room_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._started = False
         self.stats: Final = ManagerStats()
+        self._stamp = stamp
+        self._feeds: dict[str, RoomFeed] = {}
+        self._replays = Replays()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -182,6 +226,8 @@ class WebSocketConnectionManager(BackendSink):
             self.stats.slow_consumers += 1  # counted once, off the delivery path
         for room in sorted(self._memberships.get(conn.id, ())):
             await self.leave_room(conn, room)
+        for room in self._replays.rooms_of(conn.id):
+            self._replays.end(room, conn.id)
         self._connections.pop(conn.id, None)
         self._presence.pop(conn.id, None)
         self._memberships.pop(conn.id, None)
@@ -192,22 +238,53 @@ class WebSocketConnectionManager(BackendSink):
 
     # -- rooms ---------------------------------------------------------------
 
-    async def join_room(self, conn: Connection, room: str) -> None:
+    async def join_room(
+        self,
+        conn: Connection,
+        room: str,
+        *,
+        history: int = 0,
+        since: int | None = None,
+        render: Render = render_default,
+    ) -> None:
         """Add ``conn`` to ``room``; room traffic reaches it once this returns.
 
         Joining a room twice is a no-op.
 
+        With ``history`` or ``since`` the connection catches up on the durable
+        room: it is sent the last ``history`` stored messages, or every message
+        after ``since`` (see :mod:`falcon_pachinko.replay`), as frames that
+        ``render`` makes of :class:`~falcon_pachinko.history.HistoryBatch`
+        objects, then the live messages that arrived meanwhile, with no gap and no
+        duplicate. Joined before the accept (in ``on_connect``), it catches up
+        right after the frames ``on_connect`` sent; joined later, before this
+        returns.
+
         Raises:
-            ValueError: ``room`` is empty or ``conn`` is not registered.
+            ValueError: ``room`` is empty, ``conn`` is not registered, or
+                ``history`` is negative.
             RoomLimitExceeded: ``conn`` is in ``limits.max_rooms`` rooms already
                 (nothing changed).
+            HistoryUnavailable: ``history``/``since`` given, but the backend
+                keeps no history.
         """
         _check_room(room)
+        replay = self._replay_of(history, since)
         if conn.id not in self._connections:
             raise ValueError("connection is not registered with this manager")
         if room in self._memberships[conn.id]:
             return
         self._check_room_limit(self._memberships[conn.id])
+        if not await self._add_member(conn, room, replay, render):
+            return
+        await self.backend.presence.member_joined(room, self._member(conn))
+        if replay is not None and conn.accepted:
+            await self.catch_up(conn)
+
+    async def _add_member(
+        self, conn: Connection, room: str, replay: Replay | None, render: Render
+    ) -> bool:
+        # Subscribes for the room's first local member; False: a no-op join.
         async with self._lock(room):
             members = self._rooms.get(room)
             if members is None:
@@ -227,16 +304,70 @@ class WebSocketConnectionManager(BackendSink):
                     await self.backend.broker.unsubscribe(room)
                 raise ValueError("connection was unregistered while joining")
             if room in memberships:
-                return  # a concurrent join of the same room got here first
+                return False  # a concurrent join of the same room got here first
             if len(memberships) >= self.limits.max_rooms:
                 # Concurrent joins of other rooms took the last places meanwhile.
                 if not members:
                     await self.backend.broker.unsubscribe(room)
                 raise RoomLimitExceeded(self.limits.max_rooms)
+            if not members:
+                self._feeds[room] = RoomFeed()
             self._rooms[room] = members
             members[conn.id] = conn
             memberships.add(room)
-        await self.backend.presence.member_joined(room, self._member(conn))
+            if replay is not None:
+                self._replays.begin(room, conn.id, replay, render, conn.limits.max_queue_messages)
+        return True
+
+    def _replay_of(self, history: int, since: int | None) -> Replay | None:
+        if history < 0:
+            raise ValueError("history must not be negative")
+        if history == 0 and since is None:
+            return None
+        if self.backend.history is None:
+            raise HistoryUnavailable()
+        return Replay(limit=history, since=since)
+
+    async def catch_up(self, conn: Connection) -> None:
+        """Send ``conn`` the history of every durable room it joined and is waiting for.
+
+        The route calls it right after the accept; :meth:`join_room` calls it for
+        a connection that is accepted already. Idempotent.
+        """
+        history = self.backend.history
+        for room in self._replays.rooms_of(conn.id):
+            pending = self._replays.take(room, conn.id)
+            if pending is None or history is None:
+                continue
+            try:
+                batches = await read(history, room, pending.replay)
+            except BackendError:
+                log.warning("pachinko.history_unreadable")
+                self._resync(conn)
+                batches = []
+            if self._replays.take(room, conn.id) is not pending or conn.closed:
+                continue  # left, or closed, while the history was read
+            try:
+                await self._send_batches(conn, pending, batches)
+            except ConnectionClosed:
+                return  # unregister forgets the rest
+            self._replays.end(room, conn.id)
+            for stored in pending.catchup.finish():
+                self._offer(conn, Send.of_utf8(stored.data))
+
+    async def _send_batches(
+        self, conn: Connection, pending: Pending, batches: list[HistoryBatch]
+    ) -> None:
+        for batch in batches:
+            batch = stamp_batch(batch, self._stamp, conn.id)
+            merged = pending.catchup.history([(m.position.seq, m) for m in batch.messages])
+            batch = msgspec.structs.replace(batch, messages=merged)
+            await conn.send_encoded(encode_text(pending.render(batch)))
+
+    def _resync(self, conn: Connection) -> None:
+        if not conn.closed:
+            self.stats.resyncs += 1
+            conn.abort(CloseCode.RESYNC, "missed messages: resume")
 
     async def leave_room(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room``. Leaving a room one is not in is a no-op."""
@@ -244,27 +375,82 @@ class WebSocketConnectionManager(BackendSink):
         if memberships is None or room not in memberships:
             return
         memberships.discard(room)
+        self._replays.end(room, conn.id)
         async with self._lock(room):
             members = self._rooms.get(room, {})
             members.pop(conn.id, None)
             if not members and room in self._rooms:
                 del self._rooms[room]
+                self._feeds.pop(room, None)
                 await self.backend.broker.unsubscribe(room)
         await self.backend.presence.member_left(room, self._member(conn))
 
     async def broadcast_to_room(
-        self, room: str, message: object, *, exclude: str | None = None
-    ) -> None:
+        self,
+        room: str,
+        message: object,
+        *,
+        exclude: str | None = None,
+        persist: bool = False,
+        key: str | None = None,
+    ) -> Appended | None:
         """Send ``message`` to every member of ``room`` in every process.
 
         Args:
             room: The room name.
             message: A JSON-encodable object (dict, list, ``msgspec.Struct``...), or
-                ``str``/``bytes`` holding JSON text already encoded.
+                ``str``/``bytes`` holding JSON text already encoded. A persisted
+                message must be a JSON object (it is stamped with its position).
             exclude: The id of a connection that must not receive it.
+            persist: Store it in the room's history first; it is delivered only
+                once stored, stamped with its position.
+            key: With ``persist``, an idempotency key: the same key in the same
+                room within the dedup window stores and delivers nothing more.
+
+        Returns:
+            With ``persist``, where it was stored (and whether it was a duplicate);
+            ``None`` otherwise.
+
+        Raises:
+            BackendError: It could not be sent (or, with ``persist``, stored).
+            HistoryUnavailable: ``persist`` on a backend that keeps no history.
         """
         _check_room(room)
-        await self.backend.broker.publish(room, encode_text(message), exclude=exclude)
+        data = encode_text(message)
+        if not persist:
+            await self.backend.broker.publish(room, data, exclude=exclude)
+            return None
+        history = self.backend.history
+        if history is None:
+            raise HistoryUnavailable()
+        appended = await history.append(room, data, exclude=exclude, key=key)
+        if appended.duplicate:
+            self.stats.duplicates += 1
+        else:
+            self.stats.messages_stored += 1
+        return appended
+
+    async def history(self, room: str, *, before: int | None = None, limit: int = 50) -> Page:
+        """The stored messages of ``room`` before ``before`` (the newest ``limit``), oldest first.
+
+        Messages are stamped, exactly as clients receive them live;
+        ``Page.more`` tells whether older ones exist.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            BackendError: The store could not be read.
+            HistoryUnavailable: The backend keeps no history.
+        """
+        check_room(room)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        history = self.backend.history
+        if history is None:
+            raise HistoryUnavailable()
+        page = await history.latest(room, limit=limit, before=before)
+        stamp = self._stamp
+        messages = [Stored(m.position, stamp(m.data, m.position), m.exclude) for m in page.messages]
+        return Page(messages, more=page.more)
 
     async def send_to_connection(self, connection_id: str, message: object) -> bool:
         """Send ``message`` to one connection, local or (with a networked backend) remote.
@@ -335,6 +521,9 @@ class WebSocketConnectionManager(BackendSink):
         members = self._rooms.get(room)
         if not members:
             return
+        if position is not None:
+            self._deliver_stored(room, members, data, exclude, position, prev)
+            return
         frame = _text_frame(data)
         if frame is None:
             return
@@ -342,6 +531,62 @@ class WebSocketConnectionManager(BackendSink):
         for conn_id, conn in members.items():
             if conn_id != exclude:
                 self._offer(conn, frame)
+
+    def _deliver_stored(
+        self,
+        room: str,
+        members: dict[str, Connection],
+        data: bytes,
+        exclude: str | None,
+        position: Position,
+        prev: int | None,
+    ) -> None:
+        if not self._follows(room, members, position, prev):
+            return
+        try:
+            stamped = self._stamp(data, position)
+        except Exception:
+            log.exception("pachinko.stamp_failed")
+            return
+        frame = _text_frame(stamped)
+        if frame is None:
+            return
+        holding = self._replays.holding(room)
+        if holding is None:
+            for conn_id, conn in members.items():
+                if conn_id != exclude:
+                    self._offer(conn, frame)
+            return
+        stored = Stored(position, stamped, exclude)
+        for conn_id, conn in members.items():
+            if conn_id == exclude:
+                continue
+            pending = holding.get(conn_id)
+            if pending is None:
+                self._offer(conn, frame)
+            else:
+                self._hold(conn, pending, stored)
+
+    def _follows(
+        self, room: str, members: dict[str, Connection], position: Position, prev: int | None
+    ) -> bool:
+        feed = self._feeds.get(room)
+        verdict = feed.live(position.seq, prev) if feed is not None else Feed.DELIVER
+        if verdict is Feed.GAP:
+            # Messages stored before this one never arrived here: nobody in the
+            # room may go on as if it had seen them. They resume from their cursors.
+            log.warning("pachinko.room_feed_gap", last=position.seq)
+            for conn in list(members.values()):
+                self._resync(conn)
+        return verdict is Feed.DELIVER
+
+    def _hold(self, conn: Connection, pending: Pending, stored: Stored) -> None:
+        released = hold(pending, stored)
+        if released is None:
+            self._resync(conn)  # too much arrived while its history was read
+            return
+        for message in released:
+            self._offer(conn, Send.of_utf8(message.data))
 
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
         conn = self._connections.get(connection_id)

@@ -10,6 +10,8 @@ import structlog
 
 from .close_codes import CloseCode
 from .dispatch import HandlerSpec, build_registry
+from .history import Appended, HistoryBatch
+from .replay import render_default
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -107,6 +109,17 @@ class WebSocketResource:
         The connection stays open. The default does nothing more.
         """
 
+    def history_message(self, batch: HistoryBatch) -> object:
+        """The message that carries one batch of a durable room's history.
+
+        Called when this connection catches up (a join with ``history`` or
+        ``since``) and by :meth:`send_history`. The default is the library's
+        ``{"type": "history", "room", "messages", "complete", "resumed"}``,
+        ``messages`` holding the stamped messages as they are received live.
+        Return any JSON-encodable object, or encoded JSON text.
+        """
+        return render_default(batch)
+
     # -- connection and rooms ------------------------------------------------
 
     @property
@@ -156,27 +169,64 @@ class WebSocketResource:
         """
         self._pachinko_manager.set_presence(self._pachinko_conn, presence)
 
-    async def join_room(self, room: str) -> None:
+    async def join_room(self, room: str, *, history: int = 0, since: int | None = None) -> None:
         """Join ``room``; its traffic reaches this connection once this returns.
+
+        For a durable room, ask to catch up: ``history`` recent messages on a
+        fresh join, or every message after ``since`` (the last ``seq`` the client
+        saw) on a resume. The history is sent as :meth:`history_message` frames
+        after the frames :meth:`on_connect` sends, then live messages follow with
+        no gap and no duplicate.
 
         Raises:
             RoomLimitExceeded: The connection is in ``max_rooms`` rooms already.
+            HistoryUnavailable: ``history``/``since`` on a backend without history.
         """
-        await self._pachinko_manager.join_room(self._pachinko_conn, room)
+        await self._pachinko_manager.join_room(
+            self._pachinko_conn, room, history=history, since=since, render=self.history_message
+        )
+
+    async def send_history(self, room: str, *, before: int | None = None, limit: int = 50) -> None:
+        """Send this connection one page of ``room``'s history (scroll-back).
+
+        The newest ``limit`` stored messages before ``before`` (the oldest ``seq``
+        the client has), as one :meth:`history_message` frame.
+
+        Raises:
+            BackendError: The store could not be read.
+            HistoryUnavailable: The backend keeps no history.
+        """
+        page = await self._pachinko_manager.history(room, before=before, limit=limit)
+        batch = HistoryBatch(room=room, messages=page.messages, complete=not page.more)
+        await self._pachinko_conn.send_media(self.history_message(batch))
 
     async def leave_room(self, room: str) -> None:
         """Leave ``room``. Leaving a room this connection is not in does nothing."""
         await self._pachinko_manager.leave_room(self._pachinko_conn, room)
 
     async def broadcast_to_room(
-        self, room: str, message: object, exclude_self: bool = False
-    ) -> None:
+        self,
+        room: str,
+        message: object,
+        exclude_self: bool = False,
+        *,
+        persist: bool = False,
+        key: str | None = None,
+    ) -> Appended | None:
         """Send ``message`` to every member of ``room``, in every process.
 
         Args:
             room: The room name. This connection need not be a member.
             message: A JSON-encodable object, or ``str``/``bytes`` of encoded JSON.
             exclude_self: Skip this connection (and only this one).
+            persist: Store it in the room's history before anyone receives it
+                (see :meth:`WebSocketConnectionManager.broadcast_to_room`).
+            key: With ``persist``, an idempotency key (a client's message id).
+
+        Returns:
+            With ``persist``, where it was stored; ``None`` otherwise.
         """
         exclude = self._pachinko_conn.id if exclude_self else None
-        await self._pachinko_manager.broadcast_to_room(room, message, exclude=exclude)
+        return await self._pachinko_manager.broadcast_to_room(
+            room, message, exclude=exclude, persist=persist, key=key
+        )

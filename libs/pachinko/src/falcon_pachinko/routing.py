@@ -11,6 +11,7 @@ Lifecycle of a connection::
         │                  runs past connect_timeout_s ──▶ cancelled, HTTP 503
         │ closed meanwhile (overflow, abort)? ──▶ no accept (HTTP 403) ─┐
     accept; frames sent inside on_connect go out first                  │
+    catch-up: history of the durable rooms joined in on_connect         │
     receive loop: one frame at a time                                   │
         session.receive(frame) ──▶ handler | on_invalid_message         │
                                    | on_unhandled | on_rate_limited     │
@@ -178,6 +179,9 @@ class WebSocketRoute:
                 # The client went away during on_connect; the resource saw it accepted.
                 conn.mark_closed(ReceivedCloseCode.ABNORMAL_CLOSURE)
                 return
+            # Durable rooms joined in on_connect: their history follows the
+            # frames on_connect sent, then live traffic.
+            await self._manager.catch_up(conn)
             await self._receive_loop(resource, conn)
         except Exception:
             # A bug in the library or below it (a decoder, Falcon, the server):

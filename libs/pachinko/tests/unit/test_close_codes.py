@@ -34,7 +34,7 @@ def test_is_reconnectable(code: int, expected: bool) -> None:
 def test_application_codes_in_the_ranges_pass() -> None:
     class Good(IntEnum):
         BANNED = 4500
-        TRY_LATER = 4003
+        TRY_LATER = 4004
 
     check_application_codes(Good)
 
@@ -45,7 +45,7 @@ def test_application_codes_in_the_ranges_pass() -> None:
         pytest.param("RFC", 1013, "4000-4999", id="rfc-range"),
         pytest.param("TOO_HIGH", 5000, "4000-4999", id="above-range"),
         pytest.param("MINE", 4001, "SLOW_CONSUMER", id="library-value"),
-        pytest.param("SLOW_CONSUMER", 4003, "library code", id="library-name"),
+        pytest.param("SLOW_CONSUMER", 4004, "library code", id="library-name"),
     ],
 )
 def test_application_codes_that_clash_are_refused(name: str, value: int, message: str) -> None:

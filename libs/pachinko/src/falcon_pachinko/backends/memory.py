@@ -1,12 +1,22 @@
-"""The in-process backend: one process, no infrastructure."""
+"""The in-process backend: one process, no infrastructure.
+
+Its history is bounded memory: per room the last ``max_messages_per_room``
+messages, none older than ``max_age_s``; it is lost when the process ends.
+"""
 
 from __future__ import annotations
 
-from ..errors import BackendError
-from ..presence import PresenceTracker
-from .base import Backend, Broker, BrokerSink, Member, Presence, PresenceSink
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
 
-__all__ = ["InProcessBackend", "InProcessBroker", "InProcessPresence"]
+from ..errors import BackendError
+from ..history import Appended, Page, Position, Stored
+from ..presence import PresenceTracker
+from .base import Backend, Broker, BrokerSink, History, Member, Presence, PresenceSink
+
+__all__ = ["InProcessBackend", "InProcessBroker", "InProcessHistory", "InProcessPresence"]
 
 
 class InProcessBroker(Broker):
@@ -37,6 +47,11 @@ class InProcessBroker(Broker):
     async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
         if self._sink is not None and room in self._rooms:
             self._sink.deliver(room, data, exclude)
+
+    def publish_stored(self, room: str, stored: Stored, prev: int) -> None:
+        """Deliver a message the in-process history has just stored."""
+        if self._sink is not None and room in self._rooms:
+            self._sink.deliver(room, stored.data, stored.exclude, stored.position, prev)
 
     async def send_to_connection(self, connection_id: str, data: bytes) -> bool:
         # Every connection is local, so the manager has already tried it.
@@ -105,8 +120,121 @@ class InProcessPresence(Presence):
         )
 
 
-class InProcessBackend(Backend):
-    """Room traffic and presence within one process: no infrastructure needed."""
+class InProcessHistory(History):
+    """Durable rooms in bounded memory, for one process.
 
-    def __init__(self) -> None:
-        super().__init__(InProcessBroker(), InProcessPresence())
+    Positions come from one counter for every room, as JetStream's stream
+    sequence does. Retention drops a room's oldest messages first: beyond
+    ``max_messages_per_room``, and those older than ``max_age_s`` (checked when
+    the room is written or read).
+
+    Args:
+        broker: The broker whose subscribers receive stored messages live.
+        max_messages_per_room: Messages kept per room.
+        max_age_s: Seconds a message is kept.
+        dedup_window_s: Seconds an idempotency key is remembered.
+        clock: Unix seconds (injected for tests).
+    """
+
+    def __init__(
+        self,
+        broker: InProcessBroker,
+        *,
+        max_messages_per_room: int = 1000,
+        max_age_s: float = 7 * 86400,
+        dedup_window_s: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_messages_per_room < 1 or max_age_s <= 0 or dedup_window_s < 0:
+            raise ValueError("history bounds must be positive")
+        self._broker = broker
+        self._max_messages = max_messages_per_room
+        self._max_age_ms = int(max_age_s * 1000)
+        self._dedup_window_s = dedup_window_s
+        self._clock = clock
+        self._seq = 0
+        self._rooms: dict[str, deque[Stored]] = {}
+        # (room, key) -> (position, expiry); insertion order is expiry order.
+        self._keys: OrderedDict[tuple[str, str], tuple[Position, float]] = OrderedDict()
+
+    async def append(
+        self, room: str, data: bytes, *, exclude: str | None = None, key: str | None = None
+    ) -> Appended:
+        now = self._clock()
+        self._forget_keys(now)
+        if key is not None and (room, key) in self._keys:
+            return Appended(self._keys[(room, key)][0], duplicate=True)
+        messages = self._rooms.get(room)
+        if messages is None:
+            messages = self._rooms[room] = deque(maxlen=self._max_messages)
+        self._trim(messages, now)
+        prev = messages[-1].position.seq if messages else 0
+        self._seq += 1
+        position = Position(seq=self._seq, id=uuid.uuid4().hex, ts=int(now * 1000))
+        stored = Stored(position, data, exclude)
+        messages.append(stored)
+        if key is not None:
+            self._keys[(room, key)] = (position, now + self._dedup_window_s)
+        self._broker.publish_stored(room, stored, prev)
+        return Appended(position)
+
+    async def latest(self, room: str, *, limit: int, before: int | None = None) -> Page:
+        messages = list(self._room(room, self._clock()))
+        if before is not None:
+            messages = [m for m in messages if m.position.seq < before]
+        kept = messages[-limit:] if limit > 0 else []
+        return Page(kept, more=len(messages) > len(kept))
+
+    async def after(self, room: str, after: int, *, limit: int) -> Page:
+        newer = [m for m in self._room(room, self._clock()) if m.position.seq > after]
+        return Page(newer[: max(limit, 0)], more=len(newer) > limit)
+
+    async def has(self, room: str, seq: int) -> bool:
+        return any(m.position.seq == seq for m in self._room(room, self._clock()))
+
+    def _room(self, room: str, now: float) -> deque[Stored]:
+        messages = self._rooms.get(room)
+        if messages is None:
+            return deque()  # reading a room creates nothing
+        self._trim(messages, now)
+        if not messages:
+            del self._rooms[room]
+        return messages
+
+    def _trim(self, messages: deque[Stored], now: float) -> None:
+        oldest = int(now * 1000) - self._max_age_ms
+        while messages and messages[0].position.ts < oldest:
+            messages.popleft()
+
+    def _forget_keys(self, now: float) -> None:
+        while self._keys:
+            key, (_position, expiry) = next(iter(self._keys.items()))
+            if expiry > now:
+                return
+            del self._keys[key]
+
+
+class InProcessBackend(Backend):
+    """Room traffic, presence and history within one process: no infrastructure needed.
+
+    Args:
+        max_messages_per_room: History kept per room (see :class:`InProcessHistory`).
+        max_age_s: Seconds history is kept.
+        dedup_window_s: Seconds an idempotency key is remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_messages_per_room: int = 1000,
+        max_age_s: float = 7 * 86400,
+        dedup_window_s: float = 120.0,
+    ) -> None:
+        broker = InProcessBroker()
+        history = InProcessHistory(
+            broker,
+            max_messages_per_room=max_messages_per_room,
+            max_age_s=max_age_s,
+            dedup_window_s=dedup_window_s,
+        )
+        super().__init__(broker, InProcessPresence(), history)
