@@ -7,9 +7,15 @@ time, so latency is computed on receipt (same host, same clock).
 
 Configurations, all measured in the same run:
 
-1. ``memory`` (baseline): one gateway process, ``CHAT_BACKEND=memory``, no NATS.
-2. ``nats``: one gateway on ``CHAT_BACKEND=nats``, the rooms service, nats-server.
-3. ``nats2``: two gateways on NATS, clients split evenly, senders on both.
+1. ``memory`` (baseline): one gateway process, ``CHAT_BACKEND=memory``, no NATS,
+   live-only messages (``CHAT_HISTORY=false``).
+2. ``memory-history``: the same with chat messages stored (bounded memory).
+3. ``nats-live``: one gateway on ``CHAT_BACKEND=nats``, the rooms service,
+   nats-server; live-only messages.
+4. ``nats``: the same with every chat message stored in JetStream first (the
+   product as deployed): beside ``nats-live``, the cost of durability.
+5. ``nats2``: two gateways on NATS with history, clients split evenly, senders
+   on both.
 
 The clients all live in this one process, on one event loop (uvloop when
 installed): its CPU time is printed next to the wall time, with the services'
@@ -96,14 +102,17 @@ class Deployment:
     label: str
     backend: str
     gateways: int
+    history: bool = True
 
 
 DEPLOYMENTS: Final = {
     d.key: d
     for d in (
-        Deployment("memory", "memory, 1 gateway (baseline)", "memory", 1),
-        Deployment("nats", "nats, 1 gateway", "nats", 1),
-        Deployment("nats2", "nats, 2 gateways", "nats", 2),
+        Deployment("memory", "memory, live only (baseline)", "memory", 1, history=False),
+        Deployment("memory-history", "memory, history", "memory", 1),
+        Deployment("nats-live", "nats, live only", "nats", 1, history=False),
+        Deployment("nats", "nats + JetStream history", "nats", 1),
+        Deployment("nats2", "nats + history, 2 gateways", "nats", 2),
     )
 }
 BASELINE: Final = "memory"
@@ -189,9 +198,10 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-def gateway_env(params: Params, backend: str) -> dict[str, str]:
+def gateway_env(params: Params, deployment: Deployment) -> dict[str, str]:
     return {
-        "CHAT_BACKEND": backend,
+        "CHAT_BACKEND": deployment.backend,
+        "CHAT_HISTORY": "true" if deployment.history else "false",
         "CHAT_AUTH": "dev",
         "CHAT_HOST": LOOPBACK,
         "CHAT_PORT": "0",
@@ -240,7 +250,7 @@ class Running:
 async def deployed(deployment: Deployment, params: Params) -> AsyncIterator[Running]:
     """Start ``deployment``'s processes; stop them all on exit."""
     if deployment.backend == "memory":
-        gateway = GatewayProcess("gateway", "chat_gateway", gateway_env(params, "memory"))
+        gateway = GatewayProcess("gateway", "chat_gateway", gateway_env(params, deployment))
         try:
             await gateway.start()
             yield Running([gateway])
@@ -252,15 +262,17 @@ async def deployed(deployment: Deployment, params: Params) -> AsyncIterator[Runn
         async with cluster(Path(tmp), **_PRESENCE) as chat:
             rooms = await chat.rooms()
             gateways = [
-                await _start_gateway(chat, f"gateway-{i}", params)
+                await _start_gateway(chat, f"gateway-{i}", params, deployment)
                 for i in range(deployment.gateways)
             ]
             pids = [p.pid for p in (chat.nats.process, rooms.proc) if p is not None]
             yield Running(gateways, pids)
 
 
-async def _start_gateway(chat: Cluster, name: str, params: Params) -> GatewayProcess:
-    gateway = GatewayProcess(name, "chat_gateway", chat.env(**gateway_env(params, "nats")))
+async def _start_gateway(
+    chat: Cluster, name: str, params: Params, deployment: Deployment
+) -> GatewayProcess:
+    gateway = GatewayProcess(name, "chat_gateway", chat.env(**gateway_env(params, deployment)))
     chat.services.append(gateway)  # the cluster stops it
     await gateway.start()
     return gateway
@@ -512,6 +524,12 @@ class Result:
     def deliveries_per_s(self) -> float:
         return self.deliveries / self.wall_s
 
+    @property
+    def server_cpu_per_delivery_us(self) -> float | None:
+        """CPU of every server process (gateways, NATS, rooms) per delivery, in µs."""
+        cpu = _total([self.gateway_cpu_s, self.infra_cpu_s or 0.0])
+        return None if cpu is None or not self.deliveries else cpu / self.deliveries * 1e6
+
 
 async def run_deployment(deployment: Deployment, params: Params) -> Result:
     async with deployed(deployment, params) as running, contextlib.AsyncExitStack() as stack:
@@ -583,6 +601,7 @@ def render(results: Sequence[Result]) -> str:
         "client CPU s",
         "gateways CPU s",
         "nats+rooms CPU s",
+        "server CPU µs/delivery",
     ]
     rows = [
         [
@@ -598,10 +617,35 @@ def render(results: Sequence[Result]) -> str:
             f"{r.client_cpu_s:.2f}",
             _seconds(r.gateway_cpu_s),
             _seconds(r.infra_cpu_s) if r.deployment.backend == "nats" else "-",
+            _micros(r.server_cpu_per_delivery_us),
         ]
         for r in results
     ]
-    return table(headers, rows)
+    return table(headers, rows) + _durability_cost(results)
+
+
+def _micros(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _durability_cost(results: Sequence[Result]) -> str:
+    """History on beside history off, same backend, same run: the cost of storing."""
+    by_key = {r.deployment.key: r for r in results}
+    lines = []
+    for durable, live in (("memory-history", "memory"), ("nats", "nats-live")):
+        on, off = by_key.get(durable), by_key.get(live)
+        if on is None or off is None:
+            continue
+        cpu_on, cpu_off = on.server_cpu_per_delivery_us, off.server_cpu_per_delivery_us
+        cpu = f"{cpu_on / cpu_off:.2f}x server CPU per delivery" if cpu_on and cpu_off else ""
+        lines.append(
+            f"history on vs off ({on.deployment.backend}): "
+            f"{on.deliveries_per_s / off.deliveries_per_s:.2f}x deliveries/s, "
+            f"{on.p50_ms / off.p50_ms:.2f}x p50 latency" + (f", {cpu}" if cpu else "")
+            if off.p50_ms > 0
+            else f"history on vs off ({on.deployment.backend}): no latency samples"
+        )
+    return "".join(f"\n{line}" for line in lines)
 
 
 def _seconds(value: float | None) -> str:

@@ -51,10 +51,13 @@ def test_fanout_benchmark_prints_its_comparison() -> None:
     header = next(line for line in out.splitlines() if line.startswith("configuration"))
     for column in ("wall s", "deliveries/s", "x baseline", "p99 ms", "client CPU s"):
         assert column in header
-    rows = [line for line in out.splitlines() if line.startswith(("memory,", "nats,"))]
+    rows = [line for line in out.splitlines() if line.startswith(("memory,", "nats,", "nats +"))]
     assert [row.split("  ")[0] for row in rows] == [
-        "memory, 1 gateway (baseline)",
-        "nats, 1 gateway",
-        "nats, 2 gateways",
+        "memory, live only (baseline)",
+        "memory, history",
+        "nats, live only",
+        "nats + JetStream history",
+        "nats + history, 2 gateways",
     ]
-    assert out.count("deliveries verified") == 3
+    assert out.count("deliveries verified") == 5
+    assert "history on vs off (memory):" in out and "history on vs off (nats):" in out

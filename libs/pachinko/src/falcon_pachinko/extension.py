@@ -19,6 +19,7 @@ import structlog
 
 from .backends.base import Backend
 from .connection import ConnectionLimits
+from .history import Stamp, stamp_top_level
 from .manager import WebSocketConnectionManager
 from .presence import PresenceHandler
 from .resource import WebSocketResource
@@ -131,6 +132,7 @@ def install(
     limits: ConnectionLimits | None = None,
     max_connections: int | None = None,
     on_presence: PresenceHandler | None = None,
+    stamp: Stamp = stamp_top_level,
 ) -> WebSocketConnectionManager:
     """Add WebSocket resources, rooms and lifespan hooks to a Falcon ASGI app.
 
@@ -155,6 +157,8 @@ def install(
             ``limit_concurrency`` does not bound WebSocket connections).
         on_presence: Called with each first-in/last-out presence change, where
             this process decides presence (see :class:`WebSocketConnectionManager`).
+        stamp: How a durable message's position is added to its JSON text (see
+            :mod:`falcon_pachinko.history`); top-level ``id``/``seq``/``ts`` by default.
 
     Returns:
         The connection manager (also ``app.ws_connection_manager``).
@@ -168,7 +172,11 @@ def install(
     if hasattr(app, "ws_connection_manager"):
         raise RuntimeError("falcon_pachinko is already installed on this app")
     manager = WebSocketConnectionManager(
-        backend, limits=limits, max_connections=max_connections, on_presence=on_presence
+        backend,
+        limits=limits,
+        max_connections=max_connections,
+        on_presence=on_presence,
+        stamp=stamp,
     )
     ext = _Extension(app, manager)
     app.add_middleware(ext)

@@ -26,7 +26,12 @@ not permit gets HTTP 403 and no WebSocket at all.
 | 1007 | INVALID_FRAME_PAYLOAD | no, not as is | a text frame was not valid UTF-8 |
 | 4001 | SLOW_CONSUMER | yes | the client did not read fast enough; its outbound queue overflowed |
 | 4002 | CREDENTIALS_EXPIRED | yes, with a fresh token | the token expired while connected |
+| 4003 | RESYNC | yes, with ``?since=`` | messages could not all be given exactly once (below) |
 | 4501 | KICKED | no, not with the same token | an operator removed the user (``chat kick``) |
+
+RESYNC (4003): the gateway's NATS link lost some of a room's messages, the room
+was too busy while this client's history was read, or the history could not be
+read; the client reconnects with ``?since=`` and gets exactly what it missed.
 
 The chat has no code of its own today: every row above is the library's.
 """

@@ -21,7 +21,9 @@ from msgspec import Meta
 from .names import UserName
 
 __all__ = [
+    "MAX_CLIENT_MSG_ID_CHARS",
     "MAX_TEXT_CHARS",
+    "ClientFetchHistory",
     "ClientMessage",
     "ClientSendMessage",
     "ClientStartTyping",
@@ -29,10 +31,13 @@ __all__ = [
     "ErrorCode",
     "EmptyPayload",
     "ErrorPayload",
+    "FetchHistoryPayload",
+    "HistoryPayload",
     "NewMessagePayload",
     "PresencePayload",
     "SendMessagePayload",
     "ServerError",
+    "ServerHistory",
     "ServerMessage",
     "ServerNewMessage",
     "ServerPresence",
@@ -55,6 +60,13 @@ MAX_TEXT_CHARS: Final = 2000
 
 MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 
+#: Longest ``clientMsgId``, in characters: a UUID (36) fits with room to spare.
+MAX_CLIENT_MSG_ID_CHARS: Final = 64
+
+ClientMsgId = Annotated[str, Meta(min_length=1, max_length=MAX_CLIENT_MSG_ID_CHARS)]
+#: A room position (``seq``): positive.
+Seq = Annotated[int, Meta(ge=1)]
+
 
 class _Inbound(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
@@ -69,6 +81,17 @@ class _Outbound(msgspec.Struct, frozen=True, kw_only=True):
 
 class SendMessagePayload(_Inbound, frozen=True):
     text: MessageText
+    #: The client's id for this message: a resend with the same id (after a
+    #: reconnect) within the dedup window is not a second message. Echoed in the
+    #: sender's own ``serverNewMessage``.
+    client_msg_id: ClientMsgId | None = msgspec.field(name="clientMsgId", default=None)
+
+
+class FetchHistoryPayload(_Inbound, frozen=True):
+    #: Older than this ``seq`` (the oldest one the client has); none: the newest.
+    before: Seq | None = None
+    #: How many, at most; the gateway caps it (``CHAT_HISTORY_PAGE_MAX``).
+    limit: Annotated[int, Meta(ge=1)] = 50
 
 
 class EmptyPayload(_Inbound, frozen=True):
@@ -87,8 +110,14 @@ class ClientStopTyping(_Inbound, frozen=True, tag="clientStopTyping", tag_field=
     payload: EmptyPayload = EmptyPayload()
 
 
+class ClientFetchHistory(_Inbound, frozen=True, tag="clientFetchHistory", tag_field="type"):
+    """Scroll-back: answered with one ``serverHistory`` page."""
+
+    payload: FetchHistoryPayload = FetchHistoryPayload()
+
+
 #: Every message a client may send: the gateway resource's ``schema``.
-ClientMessage = ClientSendMessage | ClientStartTyping | ClientStopTyping
+ClientMessage = ClientSendMessage | ClientStartTyping | ClientStopTyping | ClientFetchHistory
 
 
 # -- server to client ---------------------------------------------------------
@@ -102,9 +131,18 @@ class UserPayload(_Outbound, frozen=True):
     user: UserName
 
 
-class NewMessagePayload(_Outbound, frozen=True):
+class NewMessagePayload(_Outbound, frozen=True, omit_defaults=True):
     user: UserName
     text: str
+    #: The sender's ``clientMsgId``, when it gave one.
+    client_msg_id: str | None = msgspec.field(name="clientMsgId", default=None)
+    #: The message's unique id; a resend with the same ``clientMsgId`` has the same.
+    id: str | None = None
+    #: Its position in the room: strictly increasing within a room, gaps allowed.
+    #: A reconnecting client passes the last one it saw as ``?since=``.
+    seq: int | None = None
+    #: When it was stored: integer milliseconds since the Unix epoch.
+    ts: int | None = None
 
 
 class TypingPayload(_Outbound, frozen=True):
@@ -115,6 +153,18 @@ class TypingPayload(_Outbound, frozen=True):
 class PresencePayload(_Outbound, frozen=True):
     #: Everyone present in the room, each once, sorted (the joiner included).
     users: list[UserName]
+
+
+class HistoryPayload(_Outbound, frozen=True, omit_defaults=True):
+    #: ``serverNewMessage`` payloads, oldest first.
+    messages: list[NewMessagePayload]
+    #: ``False`` when older messages than these exist (scroll back with
+    #: ``clientFetchHistory``).
+    complete: bool
+    #: On the last frame of a resume (``?since=``): ``True`` when every message
+    #: after the cursor followed; ``False`` when some had expired and the recent
+    #: history was sent instead (reload). Absent otherwise.
+    resumed: bool | None = None
 
 
 class ErrorCode:
@@ -166,6 +216,12 @@ class ServerPresence(_Outbound, frozen=True, tag="serverPresence", tag_field="ty
     payload: PresencePayload
 
 
+class ServerHistory(_Outbound, frozen=True, tag="serverHistory", tag_field="type"):
+    """Stored messages: after the welcome and roster, on a resume, or on a fetch."""
+
+    payload: HistoryPayload
+
+
 class ServerError(_Outbound, frozen=True, tag="serverError", tag_field="type"):
     payload: ErrorPayload
 
@@ -178,6 +234,7 @@ ServerMessage = (
     | ServerUserLeft
     | ServerUserTyping
     | ServerPresence
+    | ServerHistory
     | ServerError
 )
 

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat_protocol.messages import (
+    MAX_CLIENT_MSG_ID_CHARS,
     MAX_TEXT_CHARS,
+    ClientFetchHistory,
     ClientMessage,
     ClientSendMessage,
     ClientStartTyping,
@@ -35,7 +37,7 @@ from chat_protocol.messages import (
     UserPayload,
 )
 
-CLIENT_MESSAGE_TYPES = (ClientSendMessage, ClientStartTyping, ClientStopTyping)
+CLIENT_MESSAGE_TYPES = (ClientSendMessage, ClientStartTyping, ClientStopTyping, ClientFetchHistory)
 
 # The codecs are falcon_pachinko's: it decodes frames with typed msgspec decoders
 # built from the resource's schema (ClientMessage), and encodes what the gateway
@@ -185,8 +187,58 @@ def test_any_bytes_decode_to_a_client_message_or_a_documented_error(frame: bytes
         assert 1 <= len(message.payload.text) <= MAX_TEXT_CHARS
 
 
-def test_client_message_union_is_the_three_client_messages() -> None:
+def test_client_message_union_is_every_client_message() -> None:
     assert set(ClientMessage.__args__) == set(CLIENT_MESSAGE_TYPES)
+
+
+def test_a_client_msg_id_is_optional_bounded_and_camel_case() -> None:
+    plain = client_decoder.decode(b'{"type":"clientSendMessage","payload":{"text":"hi"}}')
+    assert isinstance(plain, ClientSendMessage) and plain.payload.client_msg_id is None
+    longest = "m" * MAX_CLIENT_MSG_ID_CHARS
+    frame = {"type": "clientSendMessage", "payload": {"text": "hi", "clientMsgId": longest}}
+    message = client_decoder.decode(msgspec.json.encode(frame))
+    assert isinstance(message, ClientSendMessage) and message.payload.client_msg_id == longest
+    for bad in ("", longest + "m", 7):
+        frame["payload"]["clientMsgId"] = bad  # type: ignore[index]
+        with pytest.raises(msgspec.ValidationError):
+            client_decoder.decode(msgspec.json.encode(frame))
+
+
+@pytest.mark.parametrize(
+    ("frame", "before", "limit"),
+    [
+        pytest.param(b'{"type":"clientFetchHistory"}', None, 50, id="defaults"),
+        pytest.param(
+            b'{"type":"clientFetchHistory","payload":{"before":12,"limit":5}}', 12, 5, id="given"
+        ),
+    ],
+)
+def test_fetch_history_decodes(frame: bytes, before: int | None, limit: int) -> None:
+    message = client_decoder.decode(frame)
+    assert isinstance(message, ClientFetchHistory)
+    assert (message.payload.before, message.payload.limit) == (before, limit)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param('{"before":0}', id="before-zero"),
+        pytest.param('{"limit":0}', id="limit-zero"),
+        pytest.param('{"before":"12"}', id="before-string"),
+        pytest.param('{"after":3}', id="unknown-field"),
+    ],
+)
+def test_bad_fetch_history_is_rejected(payload: str) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        client_decoder.decode(f'{{"type":"clientFetchHistory","payload":{payload}}}'.encode())
+
+
+def test_a_new_message_without_a_position_keeps_the_seeds_shape() -> None:
+    message = ServerNewMessage(payload=NewMessagePayload(user="Al", text="hi"))
+    assert json.loads(msgspec.json.encode(message)) == {
+        "type": "serverNewMessage",
+        "payload": {"user": "Al", "text": "hi"},
+    }
 
 
 # -- server to client ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import falcon_pachinko
 from chat_announcements.worker import announcement_worker
+from chat_protocol.history import stamp
 from chat_protocol.presence import presence_announcer
 from chat_runtime.ops import add_ops_routes
 from falcon_pachinko import (
@@ -28,10 +29,10 @@ from falcon_pachinko import (
 from .auth import auth_middleware
 from .metrics import Metrics
 from .middleware import OriginMiddleware
-from .resources import ChatRoomResource
+from .resources import ChatRoomResource, Durability
 from .settings import Settings
 
-__all__ = ["CHAT_ROUTE", "connection_limits", "create_app"]
+__all__ = ["CHAT_ROUTE", "connection_limits", "create_app", "durability", "memory_backend"]
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +84,22 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     )
 
 
+def durability(settings: Settings) -> Durability | None:
+    """How the chat room uses durable rooms, or ``None`` with ``CHAT_HISTORY=false``."""
+    if not settings.history:
+        return None
+    return Durability(on_join=settings.history_on_join, page_max=settings.history_page_max)
+
+
+def memory_backend(settings: Settings) -> InProcessBackend:
+    """The single-process backend, its history bounded as the settings say."""
+    return InProcessBackend(
+        max_messages_per_room=settings.history_max_messages,
+        max_age_s=settings.history_max_age_s,
+        dedup_window_s=settings.history_dedup_window_s,
+    )
+
+
 def create_app(
     settings: Settings,
     backend: Backend | None = None,
@@ -97,12 +114,16 @@ def create_app(
     Args:
         settings: The gateway's settings.
         backend: Room traffic backend; ``None`` for the in-process one (a single
-            gateway, which then also runs the announcements).
+            gateway, which then also runs the announcements), with its history
+            bounded by the ``CHAT_HISTORY_*`` settings.
         registry: Where the gateway's metrics go (served on ``/metrics``).
         ready: Extra readiness check (the NATS connection is up).
         metrics: The gateway's metrics, when the caller counts refusals before the
             app exists (the NATS gate, slow request headers); made here otherwise.
         wall_clock: Unix seconds, against which token expiry is measured.
+
+    Raises:
+        ValueError: ``CHAT_HISTORY`` is on and ``backend`` keeps no history.
     """
     if settings.auth == "dev":
         log.warning(
@@ -113,8 +134,17 @@ def create_app(
     # The origin guard comes first: a foreign page costs no token work.
     guard = OriginMiddleware(settings.origin_policy, metrics.reject)
     app = falcon.asgi.App(middleware=[guard, auth_middleware(settings)])
+    single_process = backend is None or isinstance(backend, InProcessBackend)
+    if backend is None:
+        backend = memory_backend(settings)
+    if settings.history and backend.history is None:
+        raise ValueError("CHAT_HISTORY is on, but the backend keeps no history")
     conn_mgr = falcon_pachinko.install(
-        app, backend, limits=connection_limits(settings), max_connections=settings.max_connections
+        app,
+        backend,
+        limits=connection_limits(settings),
+        max_connections=settings.max_connections,
+        stamp=stamp,
     )
     # On its own the gateway decides presence; in a cluster the rooms service does.
     conn_mgr.on_presence = presence_announcer(conn_mgr.broadcast_to_room)
@@ -127,12 +157,12 @@ def create_app(
         settings.typing_ttl_s,
         wall_clock=wall_clock,
         max_connections_per_user=settings.max_connections_per_user,
+        durability=durability(settings),
     )
     readiness = _Readiness(ready)
     add_ops_routes(app, readiness, registry)
     app.add_route("/", _IndexPage())
     controller = WorkerController()
-    single_process = backend is None or isinstance(backend, InProcessBackend)
 
     announce = single_process and settings.announce_interval_s > 0
     # Only the single-process mode announces here; with NATS, the announcer does.

@@ -69,6 +69,22 @@ class _ManagerCollector(Collector):
             f"Clients closed with {CloseCode.POLICY_VIOLATION:d} for sending far past their budget",
             value=stats.rate_limit_closes,
         )
+        yield CounterMetricFamily(
+            "chat_gateway_messages_stored",
+            "Chat messages stored in the room history (acknowledged by the store) by this gateway",
+            value=stats.messages_stored,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_duplicate_sends",
+            "Resends with a clientMsgId already stored within the dedup window (not stored again)",
+            value=stats.duplicates,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_resync_disconnects",
+            f"Clients closed with {CloseCode.RESYNC:d} to resume: live messages were lost on"
+            " the way, a catch-up overflowed, or the history could not be read",
+            value=stats.resyncs,
+        )
 
 
 class _Rejections(Collector):

@@ -14,7 +14,9 @@ import structlog
 
 from chat_protocol import InvalidRoomName, check_room_name
 from chat_protocol.close_codes import CloseCode
+from chat_protocol.history import history_frame, idempotency_key
 from chat_protocol.messages import (
+    ClientFetchHistory,
     ClientMessage,
     ClientSendMessage,
     ClientStartTyping,
@@ -32,13 +34,19 @@ from chat_protocol.messages import (
     TypingPayload,
     typing_stopped,
 )
-from falcon_pachinko import BackendError, WebSocketLike, WebSocketResource, handles_message
+from falcon_pachinko import (
+    BackendError,
+    HistoryBatch,
+    WebSocketLike,
+    WebSocketResource,
+    handles_message,
+)
 from falcon_pachinko.permissions import ALLOW_ALL, RoomPolicy
 
 from .auth import User
 from .metrics import Metrics
 
-__all__ = ["ChatRoomResource"]
+__all__ = ["ChatRoomResource", "Durability"]
 
 log = structlog.get_logger(__name__)
 
@@ -60,9 +68,24 @@ _RATE_LIMITED: Final = ServerError(
         code=ErrorCode.RATE_LIMITED,
     )
 )
+_NO_HISTORY: Final = ServerError(
+    payload=ErrorPayload(error="This server keeps no history.", code=ErrorCode.UNAVAILABLE)
+)
 _MAX_DETAIL: Final = 200
 #: Seconds a client is asked to wait when the token's keys cannot be fetched.
 _KEYS_RETRY_AFTER_S: Final = 5
+
+
+class Durability(msgspec.Struct, frozen=True, kw_only=True):
+    """How the chat uses durable rooms (``CHAT_HISTORY_*``).
+
+    Attributes:
+        on_join: Messages a joiner is sent as history (0: none).
+        page_max: Most messages one ``clientFetchHistory`` answer carries.
+    """
+
+    on_join: int = 50
+    page_max: int = 100
 
 
 class ChatRoomResource(WebSocketResource):
@@ -72,7 +95,15 @@ class ChatRoomResource(WebSocketResource):
     with the user's name and joins the room, and whoever decides presence (the
     rooms service, or the gateway's own presence hook on the memory backend)
     announces the user's first arrival and last departure. The joiner gets the
-    welcome, then the roster (``serverPresence``).
+    welcome, then the roster (``serverPresence``), then, in a durable room, the
+    history (``serverHistory``): the last ``on_join`` messages, or, when the
+    client reconnects with ``?since=<seq>``, every message after that position.
+
+    Chat messages are durable (``durability`` given): each is stored before anyone
+    receives it, carries ``id``/``seq``/``ts``, and echoes the sender's
+    ``clientMsgId``; a resend with the same ``clientMsgId`` within the dedup window
+    is not a second message. When a message cannot be stored the sender gets
+    ``serverError`` ``unavailable``: nothing is claimed that did not happen.
 
     Typing expires: a typist who goes silent for ``typing_ttl_s``, sends a
     message, or disconnects is announced as no longer typing.
@@ -93,6 +124,7 @@ class ChatRoomResource(WebSocketResource):
             does not answer the connection is let in (chat works without it).
             Concurrent handshakes of one user can each see the count before the
             others joined, so it may be exceeded by that many.
+        durability: Store chat messages and send history; ``None``: live only.
     """
 
     schema = ClientMessage
@@ -107,8 +139,10 @@ class ChatRoomResource(WebSocketResource):
         *,
         wall_clock: Callable[[], float] = time.time,
         max_connections_per_user: int = 0,
+        durability: Durability | None = None,
     ) -> None:
         self._metrics = metrics
+        self._durability = durability
         self._typing_ttl_s = typing_ttl_s
         self._wall_clock = wall_clock
         self._max_per_user = max_connections_per_user
@@ -118,6 +152,7 @@ class ChatRoomResource(WebSocketResource):
         user = self._identify(req)
         if user is None or not self._may_join(user, room_name):
             return False
+        since = self._since(req)
         if await self._over_user_cap(user):
             log.info("chat.rejected", reason="too_many_connections")
             self._reject("too_many_connections")
@@ -129,7 +164,7 @@ class ChatRoomResource(WebSocketResource):
             self.close_after(time_left, CloseCode.CREDENTIALS_EXPIRED, "token expired")
         self.set_presence(user.name)
         try:
-            await self.join_room(room_name)
+            await self._join(room_name, since)
         except BackendError:
             # NATS is away: the library answers 503 (retry), not 403 (refused).
             self._reject("unavailable")
@@ -138,6 +173,28 @@ class ChatRoomResource(WebSocketResource):
         await ws.send_media(ServerSystemMessage(payload=TextPayload(text=welcome)))
         await self._send_roster(ws)
         return True
+
+    def _since(self, req: falcon.asgi.Request) -> int | None:
+        raw = req.get_param("since")
+        if raw is None or self._durability is None:
+            return None  # without history there is nothing to resume from
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+            log.info("chat.rejected", reason="invalid_since")
+            self._reject("invalid_since")
+            raise falcon.HTTPBadRequest(
+                title="Invalid since", description="since is the last seq seen: an integer >= 0"
+            )
+        return int(raw)
+
+    async def _join(self, room_name: str, since: int | None) -> None:
+        durability = self._durability
+        if durability is None:
+            await self.join_room(room_name)
+        else:
+            await self.join_room(room_name, history=durability.on_join, since=since)
+
+    def history_message(self, batch: HistoryBatch) -> object:
+        return history_frame(batch)
 
     def _identify(self, req: falcon.asgi.Request) -> User | None:
         user = req.context.get("user")
@@ -187,9 +244,28 @@ class ChatRoomResource(WebSocketResource):
 
     @handles_message("clientSendMessage")
     async def handle_send_message(self, ws: WebSocketLike, message: ClientSendMessage) -> None:
-        payload = NewMessagePayload(user=self.user.name, text=message.payload.text)
-        await self.broadcast_to_room(self.room_name, ServerNewMessage(payload=payload))
+        client_msg_id = message.payload.client_msg_id
+        payload = NewMessagePayload(
+            user=self.user.name, text=message.payload.text, client_msg_id=client_msg_id
+        )
+        chat_message = ServerNewMessage(payload=payload)
+        if self._durability is None:
+            await self.broadcast_to_room(self.room_name, chat_message)
+        else:
+            # Stored before anyone receives it; a resend of one already stored is
+            # not stored again (the sender sees the first in its history or live).
+            key = None if client_msg_id is None else idempotency_key(self.user.name, client_msg_id)
+            await self.broadcast_to_room(self.room_name, chat_message, persist=True, key=key)
         await self._stop_typing()
+
+    @handles_message("clientFetchHistory")
+    async def handle_fetch_history(self, ws: WebSocketLike, message: ClientFetchHistory) -> None:
+        durability = self._durability
+        if durability is None:
+            await self._send_error(ws, _NO_HISTORY)
+            return
+        limit = min(message.payload.limit, durability.page_max)
+        await self.send_history(self.room_name, before=message.payload.before, limit=limit)
 
     @handles_message("clientStartTyping")
     async def handle_start_typing(self, ws: WebSocketLike, message: ClientStartTyping) -> None:

@@ -158,6 +158,33 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: a healthy round trip, short enough that stuck handshakes cannot pile up.
     connect_timeout_s: PositiveFloat = 10.0
 
+    # -- Durable rooms -----------------------------------------------------------
+    # Chat messages are stored before anyone receives them: JetStream with NATS
+    # (the stream is created or updated by every gateway at startup), bounded
+    # memory with CHAT_BACKEND=memory (lost when the gateway stops).
+
+    #: Store chat messages (history, resume, idempotent send). Off: live-only,
+    #: at-most-once delivery, as before durable rooms (for measurements).
+    history: bool = True
+    #: Messages a joiner receives as ``serverHistory`` after the welcome; 0: none.
+    history_on_join: Annotated[int, Meta(ge=0, le=1000)] = 50
+    #: Most messages one ``clientFetchHistory`` answer carries (its ``limit`` is
+    #: capped to this). 100 keeps a page of maximal messages under 1.3 MB.
+    history_page_max: Annotated[int, Meta(ge=1, le=1000)] = 100
+    #: Messages kept per room; older ones are dropped first.
+    history_max_messages: Annotated[int, Meta(ge=1)] = 1000
+    #: Seconds a message is kept: 7 days.
+    history_max_age_s: PositiveFloat = 7 * 86400.0
+    #: Bytes the whole store may hold (every room together); the oldest messages
+    #: go first beyond it. 1 GiB: about a million messages.
+    history_max_bytes: Annotated[int, Meta(ge=1024 * 1024)] = 1024**3
+    #: Seconds within which a resend with the same ``clientMsgId`` is recognised;
+    #: 120 s is JetStream's own default and covers any reconnect.
+    history_dedup_window_s: PositiveFloat = 120.0
+    #: JetStream replicas of the history stream: 1 for one NATS server, 3 for a
+    #: three-node cluster (survives the loss of a node).
+    history_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+
     def __post_init__(self) -> None:
         if self.ws_max_bytes < _MIN_FRAME_BYTES:
             raise ValueError(

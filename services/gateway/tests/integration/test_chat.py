@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import urllib.request
 from collections import defaultdict
 from typing import Any
@@ -17,8 +18,8 @@ from chat_gateway.app import create_app
 from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import load_settings
 from chat_protocol.messages import MAX_TEXT_CHARS
-from falcon_pachinko import Backend, BackendError
-from falcon_pachinko.backends import InProcessBroker, InProcessPresence
+from falcon_pachinko import Appended, Backend, BackendError
+from falcon_pachinko.backends import InProcessBroker, InProcessHistory, InProcessPresence
 from falcon_pachinko.testing import (
     LiveServer,
     WSClient,
@@ -50,19 +51,23 @@ async def test_the_seed_scenario(start_gateway: StartGateway) -> None:
             "payload": {"text": "Welcome Alice to room 'general'!"},
         }
         assert await alice.receive() == {"type": "serverPresence", "payload": {"users": ["Alice"]}}
+        empty = {"type": "serverHistory", "payload": {"messages": [], "complete": True}}
+        assert await alice.receive() == empty
         async with connect(chat_url(server, "general", "Bob")) as bob:
             assert (await bob.receive())["type"] == "serverSystemMessage"
             roster = {"type": "serverPresence", "payload": {"users": ["Alice", "Bob"]}}
             assert await bob.receive() == roster
+            assert await bob.receive() == empty
             assert await alice.receive() == {"type": "serverUserJoined", "payload": {"user": "Bob"}}
 
             await alice.send_json(send_message("Hello everyone!"))
-            expected = {
-                "type": "serverNewMessage",
-                "payload": {"user": "Alice", "text": "Hello everyone!"},
-            }
-            assert await alice.receive() == expected
-            assert await bob.receive() == expected
+            received = await alice.receive()
+            assert await bob.receive() == received
+            assert received["type"] == "serverNewMessage"
+            payload = received["payload"]
+            assert {"user": "Alice", "text": "Hello everyone!"}.items() <= payload.items()
+            assert isinstance(payload["id"], str) and payload["seq"] >= 1
+            assert abs(payload["ts"] - time.time() * 1000) < 60_000
 
             await alice.send_json({"type": "clientStartTyping"})
             await alice.send_json({"type": "clientStopTyping", "payload": {}})
@@ -114,6 +119,7 @@ async def test_bad_input_gets_a_server_error_and_the_session_goes_on(
     async with connect(chat_url(server, "general", "Mallory")) as client:
         await client.expect("serverSystemMessage")
         await client.expect("serverPresence")
+        await client.expect("serverHistory")
         await client.send_raw(frame)
         error = await client.receive()
         assert error["type"] == "serverError"
@@ -143,6 +149,7 @@ async def test_frame_size_limit(start_gateway: StartGateway, size: int, closed: 
     async with connect(chat_url(server, "general", "Ann")) as client:
         await client.expect("serverSystemMessage")
         await client.expect("serverPresence")
+        await client.expect("serverHistory")
         envelope = '{"type": "clientPadding", "pad": ""}'
         frame = envelope.replace('""', '"' + "x" * (limit + size - len(envelope)) + '"')
         assert len(frame.encode()) == limit + size
@@ -200,6 +207,7 @@ async def test_announcements_reach_every_room_matching_the_prefix(
         assert [m["type"] for m in lobby.received] == [
             "serverSystemMessage",
             "serverPresence",
+            "serverHistory",
             "serverNewMessage",
         ]
 
@@ -349,7 +357,8 @@ class _UnreachableBroker(InProcessBroker):
 async def test_a_backend_failure_while_joining_is_503_not_403() -> None:
     settings = load_settings({"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0"})
     registry = CollectorRegistry()
-    backend = Backend(_UnreachableBroker(), InProcessPresence())
+    broker = _UnreachableBroker()
+    backend = Backend(broker, InProcessPresence(), InProcessHistory(broker))
     app = create_app(settings, backend, registry=registry)
     async with serve(app, **{**uvicorn_options(settings), "port": 0}) as server:
         assert await handshake_status(chat_url(server, "general", "Ann")) == 503
@@ -359,15 +368,17 @@ async def test_a_backend_failure_while_joining_is_503_not_403() -> None:
     assert registry.get_sample_value(rejected, {"reason": "unauthenticated"}) == 1
 
 
-class _FlakyBroker(InProcessBroker):
-    """Fails publishes whose text asks for it: a NATS outage, or a bug below the handler."""
+class _FlakyHistory(InProcessHistory):
+    """Fails to store messages whose text asks for it: NATS away, or a bug below."""
 
-    async def publish(self, room: str, data: bytes, *, exclude: str | None = None) -> None:
+    async def append(
+        self, room: str, data: bytes, *, exclude: str | None = None, key: str | None = None
+    ) -> Appended:
         if b'"nats is down"' in data:
-            raise BackendError("NATS is unavailable; the message was not sent")
+            raise BackendError("NATS is unavailable; the message was not stored")
         if b'"bug"' in data:
             raise RuntimeError("a bug with a secret detail")
-        await super().publish(room, data, exclude=exclude)
+        return await super().append(room, data, exclude=exclude, key=key)
 
 
 @pytest.mark.parametrize(
@@ -379,7 +390,8 @@ class _FlakyBroker(InProcessBroker):
 )
 async def test_a_failed_send_is_answered_and_the_session_goes_on(text: str, code: str) -> None:
     settings = load_settings({"CHAT_AUTH": "dev", "CHAT_ANNOUNCE_INTERVAL_S": "0"})
-    app = create_app(settings, Backend(_FlakyBroker(), InProcessPresence()))
+    broker = InProcessBroker()
+    app = create_app(settings, Backend(broker, InProcessPresence(), _FlakyHistory(broker)))
     async with (
         serve(app, **{**uvicorn_options(settings), "port": 0}) as server,
         connect(chat_url(server, "general", "Ann")) as client,

@@ -40,7 +40,7 @@ def send_text(text: str) -> bytes:
 async def joined(port: int, user: str, room: str = "general") -> RawWebSocket:
     client = await RawWebSocket.open(port, f"/ws/chat/{room}?user={user}")
     assert client.status == 101, client.status
-    for expected in (b"serverSystemMessage", b"serverPresence"):
+    for expected in (b"serverSystemMessage", b"serverPresence", b"serverHistory"):
         assert expected in (await client.read_frame()).payload
     return client
 

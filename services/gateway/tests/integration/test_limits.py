@@ -21,7 +21,7 @@ from chat_gateway.auth import issue_token
 from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import load_settings
 from falcon_pachinko import Backend
-from falcon_pachinko.backends import InProcessBroker, InProcessPresence
+from falcon_pachinko.backends import InProcessBroker, InProcessHistory, InProcessPresence
 from falcon_pachinko.testing import LiveServer, WSClient, connect, scaled, serve
 
 pytestmark = pytest.mark.integration
@@ -194,7 +194,8 @@ class _StuckBroker(InProcessBroker):
 
 
 async def test_a_handshake_stuck_joining_is_refused_with_503() -> None:
-    backend = Backend(_StuckBroker(), InProcessPresence())
+    broker = _StuckBroker()
+    backend = Backend(broker, InProcessPresence(), InProcessHistory(broker))
     async with gateway(backend, CHAT_CONNECT_TIMEOUT_S="0.3") as gw:
         with pytest.raises(InvalidStatus) as caught:
             async with connect(gw.url("general", user="Ann"), timeout_s=3):
