@@ -33,6 +33,7 @@ test-integration: install
 bench: install
 	$(BIN)/python -m benchmarks.encode
 	$(BIN)/python -m benchmarks.fanout
+	$(BIN)/python -m benchmarks.history
 
 lint: install
 	$(BIN)/ruff check .

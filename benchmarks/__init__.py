@@ -7,8 +7,10 @@ moment. See ``benchmarks/README.md``.
 * ``python -m benchmarks.encode``: the fan-out hot path in process (no sockets).
 * ``python -m benchmarks.fanout``: end-to-end fan-out with real processes and real
   WebSocket clients, in-process backend against NATS with one and two gateways.
+* ``python -m benchmarks.history``: reading durable rooms from JetStream, each
+  mechanism against a baseline.
 
-This module holds what both share: the event loop, machine facts, table layout.
+This module holds what they share: the event loop, machine facts, table layout.
 """
 
 from __future__ import annotations

@@ -61,3 +61,17 @@ def test_fanout_benchmark_prints_its_comparison() -> None:
     ]
     assert out.count("deliveries verified") == 5
     assert "history on vs off (memory):" in out and "history on vs off (nats):" in out
+
+
+def test_history_benchmark_prints_its_comparison() -> None:
+    out = run_quick("benchmarks.history").stdout
+    assert "machine:" in out and "params:" in out
+    header = next(line for line in out.splitlines() if line.startswith("read"))
+    for column in ("median ms", "best ms", "x baseline"):
+        assert column in header
+    for label in (
+        "NatsHistory.after: one batch direct get",
+        "NatsHistory.latest: counted seek + batch",
+        "NatsHistory.has: one direct get by seq",
+    ):
+        assert label in out

@@ -11,8 +11,10 @@ NATS-safe encoding of the room name:
 Plain tokens never start with ``_`` and encoded ones always do, and base32 is
 injective, so no two rooms share a subject; neither form can contain ``.``,
 ``*``, ``>`` or whitespace, so no room name can produce a wildcard or an extra
-token. Control subjects have three or more tokens (``<prefix>._dir.events``) and so
-can never equal a room subject, which has exactly two.
+token. Control subjects have three or more tokens (``<prefix>._dir.events``), and so
+do the subjects durable messages are stored on (``<prefix>._h.<room-token>``, see
+:mod:`falcon_pachinko.backends.nats.history`), so neither can ever equal a room
+subject, which has exactly two.
 """
 
 from __future__ import annotations
@@ -91,10 +93,17 @@ class Subjects:
         self.direct: Final = f"{control}.direct"
         #: Kicks: every node subscribes and closes its matching connections.
         self.kick: Final = f"{control}.kick"
+        #: Every subject durable messages are stored on (the history stream's subjects).
+        self.stored_all: Final = f"{prefix}._h.*"
 
     def room(self, room: str) -> str:
         """The subject carrying ``room``'s traffic."""
         return f"{self.prefix}.{room_token(room)}"
+
+    def stored(self, room: str) -> str:
+        """The subject ``room``'s durable messages are stored on (then republished
+        on :meth:`room`)."""
+        return f"{self.prefix}._h.{room_token(room)}"
 
     def direct_node(self, node_id: str) -> str:
         """The subject on which one node receives messages for its connections."""

@@ -210,3 +210,34 @@ def test_rooms_named_like_control_tokens_stay_rooms(room: str) -> None:
     subjects = Subjects()
     assert subjects.room(room) not in _control(subjects)
     assert not subjects.room(room).startswith("chat._dir.")
+
+
+# -- stored subjects (durable rooms) -------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@given(room=room_names)
+def test_a_stored_subject_is_the_room_subject_one_token_deeper(prefix: str, room: str) -> None:
+    subjects = Subjects(prefix)
+    stored, live = subjects.stored(room), subjects.room(room)
+    depth = prefix.count(".") + 1
+    assert stored.split(".") == [*prefix.split("."), "_h", room_token(room)]
+    # The stream captures it (``<prefix>._h.*``) and republishes it on the room's
+    # subject, its wildcard token kept: ``<prefix>.{{wildcard(1)}}``.
+    assert stored_all_matches(subjects.stored_all, stored)
+    assert f"{prefix}.{stored.split('.')[depth + 1]}" == live
+    assert stored != live and stored not in _control(subjects)
+
+
+def stored_all_matches(pattern: str, subject: str) -> bool:
+    tokens, wanted = subject.split("."), pattern.split(".")
+    return len(tokens) == len(wanted) and all(
+        w == "*" or w == t for w, t in zip(wanted, tokens, strict=True)
+    )
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@given(room=room_names)
+def test_no_room_subject_is_a_stored_subject(prefix: str, room: str) -> None:
+    subjects = Subjects(prefix)
+    assert not stored_all_matches(subjects.stored_all, subjects.room(room))

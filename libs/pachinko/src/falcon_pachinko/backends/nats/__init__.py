@@ -1,15 +1,21 @@
-"""The NATS backend: room traffic and presence across processes and machines.
+"""The NATS backend: room traffic, presence and durable rooms across processes and machines.
 
 ``NatsBackend`` pairs a :class:`NatsBroker` (room traffic, direct messages) and
 a :class:`NatsPresence` (membership reports, questions to the directory) on one
-NATS client, which it opens itself or is given.
+NATS client, which it opens itself or is given; with a
+:class:`NatsHistoryConfig`, a :class:`NatsHistory` on the same client keeps
+durable rooms on JetStream (stored, then republished to the room's subject, where
+the broker delivers them with their position).
 
 Failures: the client reconnects forever by default and nats-py restores every
-subscription on reconnect. Publishes made while disconnected wait in the
-client's bounded buffer (``pending_size``) and go out on reconnect; once the
-buffer is full a publish raises :class:`~falcon_pachinko.BackendError`.
-Membership deltas lost on the way are detected by sequence and repaired with a
-snapshot.
+subscription on reconnect. Live-only publishes made while disconnected wait in
+the client's bounded buffer (``pending_size``) and go out on reconnect; once the
+buffer is full a publish raises :class:`~falcon_pachinko.BackendError`. Durable
+publishes are never buffered: while disconnected, an append (and a history read)
+raises :class:`~falcon_pachinko.BackendError` at once, so nothing a caller was
+told failed is stored later. Membership deltas lost on the way are detected by
+sequence and repaired with a snapshot; durable messages a process missed while
+cut off are detected by their ``prev`` and read back from the history.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ...errors import BackendError
 from ...subjects import Subjects
 from ..base import Backend, BackendSink
 from .broker import NatsBroker, new_node_id
+from .history import NatsHistory, NatsHistoryConfig
 from .plumbing import (
     EXCLUDE_HEADER,
     ORIGIN_HEADER,
@@ -41,6 +48,8 @@ __all__ = [
     "ORIGIN_HEADER",
     "NatsBackend",
     "NatsBroker",
+    "NatsHistory",
+    "NatsHistoryConfig",
     "NatsPresence",
     "flush_sent",
     "new_node_id",
@@ -50,7 +59,7 @@ log = structlog.get_logger(__name__)
 
 
 class NatsBackend(Backend):
-    """Carries room traffic and presence over NATS.
+    """Carries room traffic and presence over NATS, and durable rooms on JetStream.
 
     Args:
         servers: NATS server URL(s); used when this backend opens its own connection.
@@ -61,8 +70,13 @@ class NatsBackend(Backend):
             that only broadcasts and asks questions (an announcer) passes ``False``.
         heartbeat_interval_s: Seconds between heartbeats; the directory's TTL must
             be a few times longer.
-        request_timeout_s: Bound on directory questions and direct messages.
+        request_timeout_s: Bound on directory questions, direct messages, durable
+            appends (JetStream's acknowledgement) and history reads.
         connect_options: Extra ``nats.connect`` options for an owned connection.
+        history: Keep durable rooms in this JetStream stream (created or updated
+            at start; the server must run JetStream). ``None``: no history, and
+            durable-room operations raise
+            :class:`~falcon_pachinko.errors.HistoryUnavailable`.
     """
 
     def __init__(
@@ -75,6 +89,7 @@ class NatsBackend(Backend):
         heartbeat_interval_s: float = 3.0,
         request_timeout_s: float = 2.0,
         connect_options: Mapping[str, Any] | None = None,
+        history: NatsHistoryConfig | None = None,
     ) -> None:
         if heartbeat_interval_s <= 0 or request_timeout_s <= 0:
             raise ValueError("intervals and timeouts must be positive")
@@ -95,6 +110,15 @@ class NatsBackend(Backend):
                 self.node_id,
                 report=presence,
                 heartbeat_interval_s=heartbeat_interval_s,
+                request_timeout_s=request_timeout_s,
+            ),
+            None
+            if history is None
+            else NatsHistory(
+                self._nc,
+                self.subjects,
+                self.node_id,
+                history,
                 request_timeout_s=request_timeout_s,
             ),
         )

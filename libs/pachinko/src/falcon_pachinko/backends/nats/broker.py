@@ -7,6 +7,12 @@
   bytes untouched to the local sink. One NATS connection per process publishes
   in call order and NATS keeps per-publisher order, so messages from one
   connection reach every member in the order they were sent.
+* **Durable room traffic** arrives on the same subscription: the history stream
+  republishes each message it stores to the room's subject
+  (:mod:`~falcon_pachinko.backends.nats.history`), and the broker hands it to the
+  sink with its position and the room's previous ``seq``. A message whose
+  position headers are unreadable is delivered as live-only traffic, with a
+  warning.
 * **Direct messages.** A connection id starts with the id of the node holding it
   (``<node>-<random>``), so a message for one connection is a request to that
   node alone (``<prefix>._dir.direct.<node>``); the node answers whether the
@@ -34,6 +40,7 @@ from nats.aio.subscription import Subscription
 from ...errors import BackendError
 from ...subjects import MAX_ROOM_NAME_CHARS, Subjects
 from ..base import Broker, BrokerSink
+from .history import SEQUENCE_HEADER, parse_position, parse_prev
 from .plumbing import EXCLUDE_HEADER, ORIGIN_HEADER, UNAVAILABLE, flush_sent, publish
 
 __all__ = ["Kick", "NatsBroker", "new_node_id"]
@@ -126,10 +133,24 @@ class NatsBroker(Broker):
         await publish(self._nc, self.subjects.room(room), data, headers)
 
     async def _on_room_message(self, room: str, msg: Msg) -> None:
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             return
-        exclude = msg.headers.get(EXCLUDE_HEADER) if msg.headers else None
-        self._sink.deliver(room, msg.data, exclude)
+        headers = msg.headers
+        if not headers:
+            sink.deliver(room, msg.data, None)
+            return
+        exclude = headers.get(EXCLUDE_HEADER)
+        if SEQUENCE_HEADER not in headers:  # live-only traffic: the hot path
+            sink.deliver(room, msg.data, exclude)
+            return
+        # Republished by the history stream once stored (see .history).
+        position = parse_position(headers)
+        if position is None:
+            log.warning("pachinko.nats_bad_position", room_subject=msg.subject)
+            sink.deliver(room, msg.data, exclude)
+            return
+        sink.deliver(room, msg.data, exclude, position, parse_prev(headers, position.seq))
 
     # -- direct messages ---------------------------------------------------------
 
