@@ -28,9 +28,12 @@ async def eventually(check: Check, what: str, timeout_s: float = 10) -> None:
         raise AssertionError(f"not within {timeout_s}s: {what}") from None
 
 
-async def joined(client: WSClient) -> WSClient:
+async def joined(client: WSClient, *, history: bool = True) -> WSClient:
+    """Wait for the join to finish: welcome, roster, and (durable rooms) history."""
     await client.expect("serverSystemMessage")
     await client.expect("serverPresence")
+    if history:
+        await client.expect("serverHistory")
     return client
 
 
@@ -100,6 +103,7 @@ async def test_clients_on_two_gateways_chat_as_if_on_one(chat: Cluster) -> None:
         assert [m["type"] for m in eve.received] == [
             "serverSystemMessage",
             "serverPresence",
+            "serverHistory",
             "serverNewMessage",
         ]
 

@@ -13,6 +13,11 @@ NATS core is at-most-once: a message published while its path is being rebuilt
 lost, so each round first waits until probes cross (chat messages both ways, and
 a probe user's join reaching the rooms service), then counts. Membership deltas
 lost meanwhile are repaired by sequence; probe users are left out of the counts.
+
+The cluster runs core NATS only (``CHAT_HISTORY=false``): this is the failover of
+live traffic and presence. Durable rooms lose nothing here by design (a gateway
+that misses a republished message closes the room's clients with 4003 and they
+resume); their guarantees are tested in ``test_durable.py``.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from falcon_pachinko.testing import WSClient, connect, scaled
 from falcon_pachinko.testing.nats import NatsCluster
 
 from .cluster import Cluster, Service, nats_cluster_chat
-from .test_distributed import joined, send
+from .test_distributed import joined as joined_with_history
+from .test_distributed import send
 from .test_faults import exchange
 from .test_presence import presence_news, settle
 
 
 @pytest_asyncio.fixture
 async def clustered(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with nats_cluster_chat(tmp_path) as running:
+    async with nats_cluster_chat(tmp_path, CHAT_HISTORY="false") as running:
         yield running
 
 
@@ -74,6 +80,10 @@ async def until_directory_path(chat: Cluster, gateway: Service, tag: str) -> Non
                 roster = (await probe.expect("serverPresence"))["payload"]["users"]
             if name in roster:
                 return
+
+
+async def joined(client: WSClient) -> WSClient:
+    return await joined_with_history(client, history=False)
 
 
 def news(client: WSClient) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from chat_runtime.natsconn import NatsConnection
 from chat_runtime.ops import ops_app
 from falcon_pachinko.backends.nats import NatsBackend
 
-from .app import create_app
+from .app import create_app, history_config
 from .metrics import Metrics
 from .server import Draining, Gate, exit_callbacks, serve
 from .settings import Settings, load_settings
@@ -50,6 +50,7 @@ async def run(settings: Settings) -> int:
             client=conn.client,
             subject_prefix=subjects.PREFIX,
             heartbeat_interval_s=settings.heartbeat_interval_s,
+            history=history_config(settings),
         )
         return create_app(settings, backend, registry=registry, ready=ready, metrics=metrics)
 

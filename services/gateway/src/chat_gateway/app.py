@@ -25,6 +25,7 @@ from falcon_pachinko import (
     PachinkoApp,
     WorkerController,
 )
+from falcon_pachinko.backends.nats.history import NatsHistoryConfig
 
 from .auth import auth_middleware
 from .metrics import Metrics
@@ -32,7 +33,14 @@ from .middleware import OriginMiddleware
 from .resources import ChatRoomResource, Durability
 from .settings import Settings
 
-__all__ = ["CHAT_ROUTE", "connection_limits", "create_app", "durability", "memory_backend"]
+__all__ = [
+    "CHAT_ROUTE",
+    "connection_limits",
+    "create_app",
+    "durability",
+    "history_config",
+    "memory_backend",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +97,19 @@ def durability(settings: Settings) -> Durability | None:
     if not settings.history:
         return None
     return Durability(on_join=settings.history_on_join, page_max=settings.history_page_max)
+
+
+def history_config(settings: Settings) -> NatsHistoryConfig | None:
+    """The JetStream history stream, as the settings say (``None``: history off)."""
+    if not settings.history:
+        return None
+    return NatsHistoryConfig(
+        max_messages_per_room=settings.history_max_messages,
+        max_age_s=settings.history_max_age_s,
+        max_bytes=settings.history_max_bytes,
+        dedup_window_s=settings.history_dedup_window_s,
+        replicas=settings.history_replicas,
+    )
 
 
 def memory_backend(settings: Settings) -> InProcessBackend:

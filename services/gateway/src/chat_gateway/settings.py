@@ -191,6 +191,12 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                 f"CHAT_WS_MAX_BYTES must be at least {_MIN_FRAME_BYTES} so that a chat "
                 f"message of {MAX_TEXT_CHARS} characters always fits"
             )
+        if self.history_dedup_window_s > self.history_max_age_s:
+            raise ValueError(
+                "CHAT_HISTORY_DEDUP_WINDOW_S cannot be longer than CHAT_HISTORY_MAX_AGE_S"
+            )
+        if min(self.history_dedup_window_s, self.history_max_age_s) < 0.1:
+            raise ValueError("CHAT_HISTORY_MAX_AGE_S and _DEDUP_WINDOW_S are at least 0.1 s")
         if self.outbound_queue_bytes < self.ws_max_bytes:
             raise ValueError("CHAT_OUTBOUND_QUEUE_BYTES must be at least CHAT_WS_MAX_BYTES")
         policy = self.origin_policy

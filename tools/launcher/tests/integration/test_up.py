@@ -67,13 +67,14 @@ async def test_two_gateways_chat_then_ctrl_c_stops_everything(
                 await bob.expect("serverPresence")
                 assert (await demo.expect("serverUserJoined"))["payload"] == {"user": "Bob"}
                 await bob.send_json(send("hello from gateway 2"))
-                message = await demo.expect("serverNewMessage")
-                assert message["payload"] == {"user": "Bob", "text": "hello from gateway 2"}
+                message = (await demo.expect("serverNewMessage"))["payload"]
+                assert (message["user"], message["text"]) == ("Bob", "hello from gateway 2")
+                assert message["seq"] >= 1  # stored: the launcher's NATS has JetStream
                 await demo.send_json(send("hello from gateway 1"))
                 own = await bob.expect("serverNewMessage")  # the sender gets its own too
                 assert own["payload"]["user"] == "Bob"
-                message = await bob.expect("serverNewMessage")
-                assert message["payload"] == {"user": "demo", "text": "hello from gateway 1"}
+                message = (await bob.expect("serverNewMessage"))["payload"]
+                assert (message["user"], message["text"]) == ("demo", "hello from gateway 1")
 
         pids = chat.pids()
         assert set(pids) == {"rooms", "announcer", f"gateway-{base}", f"gateway-{base + 1}"}
