@@ -243,10 +243,14 @@ def cluster(tmp_path: Path, **env: str) -> contextlib.AbstractAsyncContextManage
 
 
 def nats_cluster_chat(
-    tmp_path: Path, **env: str
+    tmp_path: Path, *, jetstream: bool = False, **env: str
 ) -> contextlib.AbstractAsyncContextManager[Cluster]:
-    """Three routed nats-servers (``chat.nats.urls``); services get all three URLs."""
-    return _chat_on(NatsCluster(tmp_path / "nats-cluster"), env, started=True)
+    """Three routed nats-servers (``chat.nats.urls``); services get all three URLs.
+
+    With ``jetstream``, clustered JetStream (the history stream can have 3 replicas).
+    """
+    nats = NatsCluster(tmp_path / "nats-cluster", jetstream=jetstream)
+    return _chat_on(nats, env, started=True)
 
 
 def free_port() -> int:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from falcon_pachinko.testing import WSClient, connect
+from falcon_pachinko.testing.nats import NatsCluster
 
-from .cluster import Cluster, Service
+from .cluster import Cluster, Service, nats_cluster_chat
 
 pytestmark = pytest.mark.system
 
@@ -217,3 +220,97 @@ async def _until(
         live.append(message)
         if message["seq"] >= last_seq:
             return live
+
+
+async def test_a_gateway_cut_off_from_nats_loses_no_message_for_its_clients(
+    tmp_path: Path,
+) -> None:
+    """A gateway is cut off from NATS while its room goes on talking elsewhere.
+
+    A three-node JetStream cluster keeps the history stream with three replicas.
+    One gateway knows only one node; that node is killed, the room talks through
+    the other gateway, and the node comes back. What was stored meanwhile was
+    republished to no one on the cut-off gateway: its client is closed with 4003
+    and resumes with ``since``. It ends with every message exactly once, in room
+    order.
+    """
+    async with nats_cluster_chat(tmp_path, jetstream=True, CHAT_HISTORY_REPLICAS="3") as chat:
+        nats = chat.nats
+        assert isinstance(nats, NatsCluster)
+        await chat.rooms()
+        steady = await chat.gateway(CHAT_NATS_URL=",".join(nats.urls[1:]))
+        cut = await chat.gateway(CHAT_NATS_URL=nats.urls[0])  # knows only node 0
+        async with connect(chat.ws_url(steady, "general", user="Ben")) as ben:
+            await joined(ben)
+            reader = ResumingReader(chat, cut, "Ann")
+            await reader.open()
+            said = [await say(ben, "before")]
+            await reader.until(said[-1]["seq"])
+            mark = len(cut.logs)
+            await nats.kill(0)
+            await cut.wait_for(cut.since(mark, "nats.disconnected"), timeout_s=10)
+            said += [await say_until_stored(ben, f"while cut off {i}") for i in range(5)]
+            await nats.restart(0)
+            await cut.wait_for(cut.since(mark, "nats.reconnected"), timeout_s=20)
+            said.append(await say_until_stored(ben, "after"))
+            got = await reader.until(said[-1]["seq"])
+            await reader.close()
+        assert [m["seq"] for m in got] == [m["seq"] for m in said]
+        assert [m["text"] for m in got] == [m["text"] for m in said]
+        assert reader.resumes == 1, "the cut-off gateway's client must have resumed"
+
+
+class ResumingReader:
+    """A client that reads a room's messages and resumes with ``since`` on 4003."""
+
+    def __init__(self, chat: Cluster, gateway: Service, user: str) -> None:
+        self.chat, self.gateway, self.user = chat, gateway, user
+        self.got: list[dict[str, Any]] = []
+        self.resumes = 0
+        self._client: WSClient | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def open(self) -> None:
+        query = {"user": self.user}
+        if self.got:
+            query["since"] = str(self.got[-1]["seq"])
+        url = self.chat.ws_url(self.gateway, "general", **query)
+        self._client = await self._stack.enter_async_context(connect(url))
+        while True:
+            page = await joined(self._client)
+            self.got += page["messages"] if self.got else []
+            if not self.got or "resumed" not in page or page.get("resumed") is not None:
+                break
+
+    async def until(self, seq: int) -> list[dict[str, Any]]:
+        while not self.got or self.got[-1]["seq"] < seq:
+            assert self._client is not None
+            try:
+                message = await self._client.expect("serverNewMessage", timeout_s=15)
+            except ConnectionClosed:
+                assert self._client.conn.close_code == 4003, self._client.conn.close_code
+                self.resumes += 1
+                await self._stack.aclose()
+                self._stack = contextlib.AsyncExitStack()
+                await self.open()
+                continue
+            self.got.append(message["payload"])
+        return self.got
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+async def say_until_stored(client: WSClient, text: str) -> dict[str, Any]:
+    """Send with a clientMsgId until it is echoed: resends while the store is away."""
+    client_msg_id = f"id-{text}"
+    async with asyncio.timeout(30):
+        while True:
+            await client.send_json(send(text, client_msg_id))
+            while True:
+                message = await client.receive(timeout_s=15)
+                if message["type"] == "serverError":
+                    assert message["payload"]["code"] == "unavailable", message
+                    break  # not stored: send it again, with the same id
+                if message["type"] == "serverNewMessage" and message["payload"]["text"] == text:
+                    return message["payload"]  # type: ignore[no-any-return]

@@ -160,11 +160,29 @@ class RoomFeed:
     Messages with no ``prev`` (a backend that cannot tell) are delivered.
     """
 
-    __slots__ = ("last",)
+    __slots__ = ("floor", "last")
 
     def __init__(self, last: int | None = None) -> None:
-        #: The position of the last message delivered, if any.
+        #: The position of the last message delivered live, if any.
         self.last = last
+        #: The newest position any member was sent from the history.
+        self.floor = 0
+
+    def sent_history(self, seq: int) -> None:
+        """A member's catch-up sent the history up to ``seq``."""
+        self.floor = max(self.floor, seq)
+
+    def behind(self, stored: int | None) -> bool:
+        """Whether the store holds a newer message than any delivered here.
+
+        Asked after the link to the broker came back: the messages stored
+        meanwhile were republished while this process could not receive them.
+        (A message stored a moment ago and still on its way counts as well: the
+        cost of asking is a needless resume, never a miss.)
+        """
+        if stored is None:
+            return False
+        return stored > max(self.last or 0, self.floor)
 
     def live(self, seq: int, prev: int | None) -> Feed:
         """Classify a live message at ``seq`` whose room's previous one was ``prev``."""

@@ -352,6 +352,9 @@ class WebSocketConnectionManager(BackendSink):
             except ConnectionClosed:
                 return  # unregister forgets the rest
             self._replays.end(room, conn.id)
+            feed = self._feeds.get(room)
+            if feed is not None and pending.catchup.last is not None:
+                feed.sent_history(pending.catchup.last)
             for stored in pending.catchup.finish():
                 self._offer(conn, Send.of_utf8(stored.data))
 
@@ -363,6 +366,39 @@ class WebSocketConnectionManager(BackendSink):
             merged = pending.catchup.history([(m.position.seq, m) for m in batch.messages])
             batch = msgspec.structs.replace(batch, messages=merged)
             await conn.send_encoded(encode_text(pending.render(batch)))
+
+    async def recheck_rooms(self) -> int:
+        """Check every local durable room after the link to the broker came back.
+
+        Durable messages stored while this process was cut off were republished
+        to no one here. For each room whose store holds a newer message than any
+        delivered here, the room's local members are closed with
+        :attr:`CloseCode.RESYNC` and resume from their cursors. Call it when the
+        backend's connection is re-established (the gateway does, on NATS
+        ``reconnected``); without it the loss is noticed at the room's next
+        message.
+
+        Returns:
+            How many connections were closed.
+        """
+        history = self.backend.history
+        if history is None:
+            return 0
+        closed = 0
+        for room, feed in list(self._feeds.items()):
+            try:
+                stored = await history.last_seq(room)
+            except BackendError:
+                log.warning("pachinko.recheck_unreadable")
+                stored = None
+            members = self._rooms.get(room)
+            if members and feed is self._feeds.get(room) and feed.behind(stored):
+                log.warning("pachinko.room_behind_store", members=len(members))
+                for conn in list(members.values()):
+                    if not conn.closed:
+                        closed += 1
+                    self._resync(conn)
+        return closed
 
     def _resync(self, conn: Connection) -> None:
         if not conn.closed:

@@ -263,6 +263,15 @@ async def test_reads_of_an_empty_room(kit: Kit) -> None:
     assert await history.latest("empty", limit=5, before=100) == Page([], False)
     assert await history.after("empty", 0, limit=5) == Page([], False)
     assert not await history.has("empty", 1)
+    assert await history.last_seq("empty") is None
+
+
+async def test_last_seq_is_the_newest_of_its_room(kit: Kit) -> None:
+    history = await kit.history()
+    await history.append("a", b"{}")
+    newest = await history.append("a", b"{}")
+    await history.append("b", b"{}")
+    assert await history.last_seq("a") == newest.position.seq
 
 
 async def test_latest_after_and_has_read_one_room_among_others(kit: Kit) -> None:

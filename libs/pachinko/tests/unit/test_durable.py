@@ -473,3 +473,36 @@ def _check_merge(
         first = everything.index(received[0])
         assert received == everything[first:], "a gap"
     assert set(after_join) <= set(received), "a live message was missed"
+
+
+# -- after the link to the broker came back ---------------------------------------
+
+
+async def test_recheck_closes_the_members_of_a_room_that_missed_stored_messages(
+    hub: Hub,
+) -> None:
+    conn, sock = await hub.connect()
+    quiet, quiet_sock = await hub.connect()
+    await hub.manager.join_room(conn, "busy")
+    await hub.manager.join_room(quiet, "quiet")
+    await publish(hub, "busy", 1)
+    await publish(hub, "quiet", 1)
+    await sock.wait_for(lambda: len(sock.frames) == 1)
+    assert await hub.manager.recheck_rooms() == 0  # nothing was missed
+
+    broker = hub.manager.backend.broker
+    await broker.unsubscribe("busy")  # cut off: stored, republished to no one here
+    await publish(hub, "busy", 1)
+    await broker.subscribe("busy")
+    assert await hub.manager.recheck_rooms() == 1
+    await sock.wait_for(lambda: bool(sock.closes))
+    assert sock.closes[0][0] == CloseCode.RESYNC
+    assert not quiet.closed and quiet_sock.closes == []
+
+
+async def test_recheck_counts_what_a_catch_up_sent(hub: Hub) -> None:
+    await publish(hub, "r", 3)
+    conn, sock = await hub.connect()
+    await hub.manager.join_room(conn, "r", history=2)  # no live message yet
+    assert await hub.manager.recheck_rooms() == 0
+    assert not conn.closed

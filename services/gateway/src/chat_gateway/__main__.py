@@ -14,7 +14,7 @@ from chat_runtime.natsconn import NatsConnection
 from chat_runtime.ops import ops_app
 from falcon_pachinko.backends.nats import NatsBackend
 
-from .app import create_app, history_config
+from .app import create_app, history_config, recheck_on_reconnect
 from .metrics import Metrics
 from .server import Draining, Gate, exit_callbacks, serve
 from .settings import Settings, load_settings
@@ -52,7 +52,9 @@ async def run(settings: Settings) -> int:
             heartbeat_interval_s=settings.heartbeat_interval_s,
             history=history_config(settings),
         )
-        return create_app(settings, backend, registry=registry, ready=ready, metrics=metrics)
+        app = create_app(settings, backend, registry=registry, ready=ready, metrics=metrics)
+        conn.on_reconnected.append(recheck_on_reconnect(app))
+        return app
 
     not_ready = functools.partial(metrics.reject, "not_ready")
     gate = Gate(ops_app(lambda: False, registry), ready, open_chat, on_refused=not_ready)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, Final, cast
 
@@ -40,6 +40,7 @@ __all__ = [
     "durability",
     "history_config",
     "memory_backend",
+    "recheck_on_reconnect",
 ]
 
 log = structlog.get_logger(__name__)
@@ -119,6 +120,20 @@ def memory_backend(settings: Settings) -> InProcessBackend:
         max_age_s=settings.history_max_age_s,
         dedup_window_s=settings.history_dedup_window_s,
     )
+
+
+def recheck_on_reconnect(app: falcon.asgi.App[Any, Any]) -> Callable[[], Awaitable[None]]:
+    """A NATS ``reconnected`` callback for ``app``'s connection manager.
+
+    Durable messages stored while the gateway was cut off reached no one here; the
+    rooms that missed some have their clients resume (4003).
+    """
+    manager = cast(PachinkoApp, app).ws_connection_manager
+
+    async def recheck() -> None:
+        await manager.recheck_rooms()
+
+    return recheck
 
 
 def create_app(

@@ -284,6 +284,15 @@ class History(ABC):
             BackendError: The store could not be read.
         """
 
+    async def last_seq(self, room: str) -> int | None:
+        """The ``seq`` of the newest stored message of ``room``; ``None`` if none.
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+        page = await self.latest(room, limit=1)
+        return page.messages[-1].position.seq if page.messages else None
+
     @abstractmethod
     async def has(self, room: str, seq: int) -> bool:
         """Whether the message at ``seq`` is stored, and is a message of ``room``.

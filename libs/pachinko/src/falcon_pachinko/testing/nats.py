@@ -159,6 +159,9 @@ class NatsServer:
             ]
             if self.routes:
                 args += ["--routes", ",".join(self.routes)]
+            # Clients know the members they are given, and no others: a test can
+            # cut one off by killing the only member it knows.
+            args += ["--no_advertise"]
         self._proc = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.DEVNULL,

@@ -493,6 +493,13 @@ class NatsHistory(History):
         headers = reply.messages[0].headers
         return headers is not None and headers.get(_SUBJECT_HEADER) == subject
 
+    async def last_seq(self, room: str) -> int | None:
+        async with self._bounded("read the history"):
+            reply = await self._ask(None, last_of=self.subjects.stored(room))
+        if not reply.messages:
+            return None
+        return _uint((reply.messages[0].headers or {}).get(SEQUENCE_HEADER))
+
     async def _upper(self, subject: str, before: int | None) -> tuple[int, int] | None:
         """The bound of a backward read (exclusive) and how many messages lie at or
         beyond it; ``None`` when the room is empty."""
