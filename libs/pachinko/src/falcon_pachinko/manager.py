@@ -227,7 +227,7 @@ class WebSocketConnectionManager(BackendSink):
         for room in sorted(self._memberships.get(conn.id, ())):
             await self.leave_room(conn, room)
         for room in self._replays.rooms_of(conn.id):
-            self._replays.end(room, conn.id)
+            self._replays.forget(room, conn.id)
         self._connections.pop(conn.id, None)
         self._presence.pop(conn.id, None)
         self._memberships.pop(conn.id, None)
@@ -352,6 +352,7 @@ class WebSocketConnectionManager(BackendSink):
             except ConnectionClosed:
                 return  # unregister forgets the rest
             self._replays.end(room, conn.id)
+            self._replays.cover(room, conn.id, batches)
             feed = self._feeds.get(room)
             if feed is not None and pending.catchup.last is not None:
                 feed.sent_history(pending.catchup.last)
@@ -366,6 +367,32 @@ class WebSocketConnectionManager(BackendSink):
             merged = pending.catchup.history([(m.position.seq, m) for m in batch.messages])
             batch = msgspec.structs.replace(batch, messages=merged)
             await conn.send_encoded(encode_text(pending.render(batch)))
+
+    async def resend_original(self, conn: Connection, room: str, appended: Appended) -> bool:
+        """After a duplicate send from ``conn``, send it the original, unless it has it.
+
+        The original was stored at ``appended.position``. A connection whose
+        catch-up covered that position (or a later one it resumed from) has it
+        already, or will have it live: it is sent nothing, so it sees every message
+        once. Otherwise it is sent the stored original, stamped, as it would have
+        received it live.
+
+        Returns:
+            Whether the original was sent.
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+        history = self.backend.history
+        seq = appended.position.seq
+        covered = self._replays.covered(room, conn.id)
+        if history is None or not appended.duplicate or (covered is not None and seq >= covered):
+            return False
+        original = await history.get(room, seq)
+        if original is None:
+            return False  # expired meanwhile
+        await conn.send_encoded(self._stamp(original.data, original.position))
+        return True
 
     async def recheck_rooms(self) -> int:
         """Check every local durable room after the link to the broker came back.
@@ -411,7 +438,7 @@ class WebSocketConnectionManager(BackendSink):
         if memberships is None or room not in memberships:
             return
         memberships.discard(room)
-        self._replays.end(room, conn.id)
+        self._replays.forget(room, conn.id)
         async with self._lock(room):
             members = self._rooms.get(room, {})
             members.pop(conn.id, None)

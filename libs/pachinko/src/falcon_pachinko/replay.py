@@ -41,6 +41,7 @@ __all__ = [
     "Render",
     "Replay",
     "Replays",
+    "coverage",
     "hold",
     "read",
     "render_default",
@@ -84,6 +85,8 @@ class Replays:
 
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, Pending]] = {}
+        # (room, connection) -> from which seq on it has every message of the room.
+        self._covered: dict[tuple[str, str], int] = {}
 
     def begin(
         self, room: str, connection_id: str, replay: Replay, render: Render, max_held: int
@@ -108,6 +111,27 @@ class Replays:
         pending = self._rooms.get(room)
         return None if pending is None else pending.get(connection_id)
 
+    def cover(self, room: str, connection_id: str, batches: list[HistoryBatch]) -> None:
+        """Remember from which ``seq`` on the connection has every message of ``room``.
+
+        A completed resume covers everything: what came before its cursor the
+        client saw on its earlier connection, in order, or it could not have seen
+        the cursor. A join covers what its history began with (everything when
+        the history was complete); from then on live messages follow without a gap.
+        """
+        covered = coverage(batches)
+        if covered is not None:
+            self._covered[(room, connection_id)] = covered
+
+    def covered(self, room: str, connection_id: str) -> int | None:
+        """From which ``seq`` on the connection has every message (``None``: unknown)."""
+        return self._covered.get((room, connection_id))
+
+    def forget(self, room: str, connection_id: str) -> None:
+        """The connection left ``room``: forget its catch-up and what it covered."""
+        self.end(room, connection_id)
+        self._covered.pop((room, connection_id), None)
+
     def end(self, room: str, connection_id: str) -> None:
         """Forget the connection's catch-up in ``room``."""
         pending = self._rooms.get(room)
@@ -115,6 +139,21 @@ class Replays:
             pending.pop(connection_id, None)
             if not pending:
                 del self._rooms[room]
+
+
+def coverage(batches: list[HistoryBatch]) -> int | None:
+    """The lowest ``seq`` from which a connection sent ``batches`` has every message.
+
+    ``0`` for everything; ``None`` when the batches do not tell (no history asked).
+    """
+    if any(batch.resumed for batch in batches):
+        return 0
+    if not batches:
+        return None
+    if batches[0].complete:
+        return 0
+    first = next((b.messages[0] for b in batches if b.messages), None)
+    return None if first is None else first.position.seq
 
 
 def hold(pending: Pending, stored: Stored) -> list[Stored] | None:

@@ -221,12 +221,21 @@ class WebSocketResource:
             exclude_self: Skip this connection (and only this one).
             persist: Store it in the room's history before anyone receives it
                 (see :meth:`WebSocketConnectionManager.broadcast_to_room`).
-            key: With ``persist``, an idempotency key (a client's message id).
+            key: With ``persist``, an idempotency key (a client's message id). A
+                resend with a key already stored is neither stored nor delivered
+                again; this connection is sent the original instead, unless it
+                has it already (:meth:`WebSocketConnectionManager.resend_original`),
+                so the client learns that its message was stored.
 
         Returns:
             With ``persist``, where it was stored; ``None`` otherwise.
         """
-        exclude = self._pachinko_conn.id if exclude_self else None
-        return await self._pachinko_manager.broadcast_to_room(
+        conn = self._pachinko_conn
+        exclude = conn.id if exclude_self else None
+        manager = self._pachinko_manager
+        appended = await manager.broadcast_to_room(
             room, message, exclude=exclude, persist=persist, key=key
         )
+        if appended is not None and appended.duplicate and not exclude_self:
+            await manager.resend_original(conn, room, appended)
+        return appended

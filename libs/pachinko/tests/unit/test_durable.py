@@ -506,3 +506,46 @@ async def test_recheck_counts_what_a_catch_up_sent(hub: Hub) -> None:
     await hub.manager.join_room(conn, "r", history=2)  # no live message yet
     assert await hub.manager.recheck_rooms() == 0
     assert not conn.closed
+
+
+# -- a duplicate send ----------------------------------------------------------------
+
+
+async def test_a_duplicate_is_answered_with_the_original_only_when_not_covered(
+    hub: Hub,
+) -> None:
+    first = await hub.manager.broadcast_to_room("r", {"n": 0}, persist=True, key="k")
+    await publish(hub, "r", 2)
+    covered, covered_sock = await hub.connect()
+    await hub.manager.join_room(covered, "r", history=10)  # the whole room: covers it
+    partial, partial_sock = await hub.connect()
+    await hub.manager.join_room(partial, "r", history=1)  # not back to the original
+    for sock in (covered_sock, partial_sock):
+        await sock.wait_for(lambda s=sock: len(s.frames) == 1)
+
+    again = await hub.manager.broadcast_to_room("r", {"n": 0}, persist=True, key="k")
+    assert again is not None and again.duplicate and first is not None
+    assert again.position == first.position
+    assert not await hub.manager.resend_original(covered, "r", again)
+    assert await hub.manager.resend_original(partial, "r", again)
+    await partial_sock.wait_for(lambda: len(partial_sock.frames) == 2)
+    original = json.loads(partial_sock.frames[-1])
+    assert original == {
+        "n": 0,
+        "seq": first.position.seq,
+        "id": first.position.id,
+        "ts": first.position.ts,
+    }
+    assert len(covered_sock.frames) == 1  # nothing more: no second copy anywhere
+    assert hub.manager.stats.duplicates == 1
+
+
+async def test_a_resume_covers_everything_before_its_cursor(hub: Hub) -> None:
+    first = await hub.manager.broadcast_to_room("r", {"n": 0}, persist=True, key="k")
+    later = await publish(hub, "r", 1)
+    conn, sock = await hub.connect()
+    await hub.manager.join_room(conn, "r", since=later[0])
+    await sock.wait_for(lambda: len(sock.frames) == 1)
+    again = await hub.manager.broadcast_to_room("r", {"n": 0}, persist=True, key="k")
+    assert first is not None and again is not None
+    assert not await hub.manager.resend_original(conn, "r", again)

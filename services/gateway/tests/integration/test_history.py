@@ -185,3 +185,27 @@ async def test_with_history_off_messages_are_live_only(start_gateway: StartGatew
         await ann.send_json({"type": "clientFetchHistory"})
         error = await ann.expect("serverError")
         assert error["payload"]["code"] == "unavailable"
+
+
+async def test_a_resend_the_sender_has_not_seen_is_answered_with_the_original(
+    start_gateway: StartGateway,
+) -> None:
+    server = await start_gateway(CHAT_HISTORY_ON_JOIN="1")
+    async with connect(url(server, "Watcher")) as watcher:
+        await joined(watcher)
+        async with connect(url(server, "Ann")) as ann:
+            await joined(ann)
+            await ann.send_json(send("hello", "c-1"))
+            original = (await ann.expect("serverNewMessage"))["payload"]
+            await say(ann, "newer")  # the join history of 1 will not reach "hello"
+        # A reload: no cursor. The client resends what it never saw echoed.
+        async with connect(url(server, "Ann")) as again:
+            await joined(again)
+            await again.send_json(send("hello", "c-1"))
+            assert (await again.expect("serverNewMessage"))["payload"] == original
+            await again.send_json(send("marker", "c-2"))
+            assert (await again.expect("serverNewMessage"))["payload"]["text"] == "marker"
+        texts = []
+        while not texts or texts[-1] != "marker":
+            texts.append((await watcher.expect("serverNewMessage"))["payload"]["text"])
+        assert texts == ["hello", "newer", "marker"]  # the resend reached no one else

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import msgspec
 
-from ..history import Appended, Page, Position
+from ..history import Appended, Page, Position, Stored
 from ..presence import PresenceChange
 
 __all__ = [
@@ -283,6 +283,16 @@ class History(ABC):
         Raises:
             BackendError: The store could not be read.
         """
+
+    async def get(self, room: str, seq: int) -> Stored | None:
+        """The stored message of ``room`` at ``seq``; ``None`` if there is none.
+
+        Raises:
+            BackendError: The store could not be read.
+        """
+        page = await self.after(room, seq - 1, limit=1)
+        found = page.messages[0] if page.messages else None
+        return found if found is not None and found.position.seq == seq else None
 
     async def last_seq(self, room: str) -> int | None:
         """The ``seq`` of the newest stored message of ``room``; ``None`` if none.
