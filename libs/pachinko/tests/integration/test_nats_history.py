@@ -525,3 +525,17 @@ async def test_the_backend_keeps_no_history_unless_configured(kit: Kit) -> None:
     configured = NatsBackend(servers=kit.server.url, history=NatsHistoryConfig(stream="ROOMS"))
     assert isinstance(configured.history, NatsHistory)
     assert configured.history.stream == "ROOMS"
+
+
+async def test_the_whole_store_is_bounded_in_bytes_oldest_first(kit: Kit) -> None:
+    history = await kit.history(NatsHistoryConfig(max_bytes=16 * 1024))
+    body = b'{"pad":"' + b"x" * 1000 + b'"}'
+    seqs_a = [(await history.append("a", body)).position.seq for _ in range(10)]
+    seqs_b = [(await history.append("b", body)).position.seq for _ in range(10)]
+    kept_a = seqs(await history.latest("a", limit=100))
+    kept_b = seqs(await history.latest("b", limit=100))
+    # Every room together fits the bound; what went was the oldest, whatever its room.
+    assert len(kept_a) + len(kept_b) < 20
+    assert kept_b == seqs_b[-len(kept_b) :] and kept_b
+    assert kept_a == seqs_a[len(seqs_a) - len(kept_a) :]
+    assert not await history.has("a", seqs_a[0])
