@@ -457,7 +457,7 @@ def test_compose_wiring_ports_replicas_and_health() -> None:
     services = _compose()["services"]
     nats = services["nats"]
     command = nats["command"]
-    assert nats["image"] == "nats:2.10-alpine"
+    assert nats["image"] == "nats:2.11-alpine"  # batch direct get: the history reads
     assert "-js" in command and command[command.index("-sd") + 1] == "/data"
     monitor = command[command.index("-m") + 1]
     assert nats["healthcheck"]["test"] == [

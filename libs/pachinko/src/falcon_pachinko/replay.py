@@ -184,8 +184,10 @@ async def read(history: History, room: str, replay: Replay) -> list[HistoryBatch
         # so (oldest first) nothing after it expired before its page was read.
         if await history.has(room, since):
             return _batches(room, pages, complete=False, resumed=True)
-    if replay.limit <= 0 and since is None:
-        return []
+    if replay.limit <= 0:
+        # No recent history asked for: a fresh join gets none, a resume that
+        # cannot be completed is told so, with nothing else.
+        return [] if since is None else _batches(room, [], complete=False, resumed=False)
     page = await history.latest(room, limit=replay.limit)
     resumed = None if since is None else False
     return _batches(room, [page], complete=not page.more, resumed=resumed)

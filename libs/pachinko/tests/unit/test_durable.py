@@ -549,3 +549,22 @@ async def test_a_resume_covers_everything_before_its_cursor(hub: Hub) -> None:
     again = await hub.manager.broadcast_to_room("r", {"n": 0}, persist=True, key="k")
     assert first is not None and again is not None
     assert not await hub.manager.resend_original(conn, "r", again)
+
+
+async def test_a_resume_past_retention_without_recent_history_asked_is_told_so(
+    make_connection: MakeConnection,
+) -> None:
+    class NoZeroReads(InProcessHistory):
+        async def latest(self, room: str, *, limit: int, before: int | None = None) -> Page:
+            assert limit >= 1, "JetStream refuses a read of 0 messages"
+            return await super().latest(room, limit=limit, before=before)
+
+    broker = InProcessBroker()
+    manager = WebSocketConnectionManager(Backend(broker, InProcessPresence(), NoZeroReads(broker)))
+    await manager.start()
+    conn, sock = await Hub(make_connection, manager).connect()
+    await manager.join_room(conn, "r", since=0)
+    await sock.wait_for(lambda: bool(sock.frames))
+    (batch,) = decoded(sock)
+    assert batch["messages"] == [] and batch["resumed"] is False
+    await manager.stop()

@@ -173,7 +173,7 @@ class ErrorCode:
     UNRECOGNIZED = "unrecognized"
     INVALID_PAYLOAD = "invalid_payload"
     INTERNAL = "internal"
-    #: NATS could not take the message (an outage longer than the buffer covers).
+    #: The message could not be sent or stored (NATS or JetStream away); try again.
     UNAVAILABLE = "unavailable"
     #: The connection sent faster than its rate limit; the message was dropped.
     RATE_LIMITED = "rate_limited"
