@@ -154,7 +154,6 @@ class Hub:
 
     async def connect(self, *, accept: bool = True, **limits: Any) -> tuple[Connection, Any]:
         conn, sock = self._make(**limits)
-        conn.id  # noqa: B018 - ids are fresh per connection
         self.manager.register(conn, None)
         if accept:
             await conn.accept()
