@@ -19,9 +19,13 @@ increasing within a room, gaps allowed):
 * each history page is sent in order, skipping what was already sent, with
   the held messages it overtook merged in (one may have expired from the store
   between its arrival and the read);
+* a completed resume (:meth:`CatchUp.skip_through`) drops what was held at or
+  before the client's cursor: it saw those on its earlier connection;
 * :meth:`CatchUp.finish` releases the held messages that came after the history,
   in order, and from then on live messages pass straight through, except any at
-  or before the last position sent (a duplicate).
+  or before the last position sent (a duplicate: the live copy of a message the
+  history sent may arrive after the history, so the adapter keeps offering live
+  messages to the catch-up until one arrives past that position).
 
 Failure rule: if more than ``max_held`` live messages arrive before the history
 is read, the catch-up has **overflowed**; the held messages are dropped and the
@@ -88,18 +92,34 @@ class CatchUp(Generic[T]):
                 self._held.append((seq, item))
         return []
 
+    def skip_through(self, seq: int) -> None:
+        """The client has everything up to ``seq`` (its cursor, when a resume completes).
+
+        What was held at or before it is dropped, and nothing at or before it is
+        sent from now on: a late copy of a message it saw is a duplicate.
+        """
+        self._held = [entry for entry in self._held if entry[0] > seq]
+        if self._last is None or self._last < seq:
+            self._last = seq
+
     def history(self, page: Iterable[tuple[int, T]]) -> list[T]:
         """A page of stored messages, oldest first: what to send now.
 
         Held live messages up to the page's last position are merged into it: a
         message that arrived live and then left the store before the page was
-        read (retention racing the read) is still sent, in its place.
+        read (retention racing the read) is still sent, in its place. Before the
+        first page, those older than the page's first message are dropped: the
+        client's view of the room begins there (a page of the newest messages
+        may have overtaken a live copy still on its way, and sending what was
+        held below it would leave that one out).
         """
         if self.phase is not Phase.READING:
             return []
         entries = sorted(page, key=_position)
         if entries and self._held:
-            top = entries[-1][0]
+            first, top = entries[0][0], entries[-1][0]
+            if self._last is None:
+                self._held = [entry for entry in self._held if entry[0] >= first]
             early = [entry for entry in self._held if entry[0] <= top]
             if early:
                 self._held = [entry for entry in self._held if entry[0] > top]

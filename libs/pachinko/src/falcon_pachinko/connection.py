@@ -309,6 +309,18 @@ class Connection:
         """
         return self._offer(frame)
 
+    def offer_all(self, frames: list[Send]) -> bool:
+        """Queue ``frames`` only if all of them fit; queue nothing otherwise.
+
+        Returns:
+            Whether they were queued (``False`` too if the connection is closed).
+        """
+        if self._session.closed or not self._session.fits(
+            len(frames), sum(frame.size for frame in frames)
+        ):
+            return False
+        return all(self._offer(frame) for frame in frames)
+
     def offer_bytes(self, data: bytes) -> bool:
         """Queue a room message of UTF-8 JSON bytes as a text frame, without waiting.
 

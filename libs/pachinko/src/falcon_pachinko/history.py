@@ -156,40 +156,54 @@ class RoomFeed:
     beyond it means messages were published that this process never received
     (the broker cut it off for a while, a core-NATS hop lost them), and the
     feed reports a :attr:`Feed.GAP` once and starts over from that message.
-    A feed that has delivered nothing yet accepts any message as its start.
-    Messages with no ``prev`` (a backend that cannot tell) are delivered.
+
+    Before any live message, the members' starting points stand in for the last
+    one delivered (:meth:`joined`: the newest message a member's history sent,
+    or the store's newest when a member joined without history; the lowest of
+    them, so that no member's loss hides behind another's history). A feed that
+    knows neither accepts any message as its start. Messages with no ``prev`` (a
+    backend that cannot tell) are delivered.
     """
 
-    __slots__ = ("floor", "last")
+    __slots__ = ("last", "start")
 
     def __init__(self, last: int | None = None) -> None:
         #: The position of the last message delivered live, if any.
         self.last = last
-        #: The newest position any member was sent from the history.
-        self.floor = 0
+        #: Before any live message: the lowest position from which every member
+        #: has every message (``None``: unknown).
+        self.start: int | None = None
 
-    def sent_history(self, seq: int) -> None:
-        """A member's catch-up sent the history up to ``seq``."""
-        self.floor = max(self.floor, seq)
+    @property
+    def base(self) -> int | None:
+        """The position the next live message must follow (``None``: unknown)."""
+        return self.start if self.last is None else self.last
+
+    def joined(self, seq: int) -> None:
+        """A member has every message of the room up to ``seq``, and is live after it."""
+        if self.last is None:
+            self.start = seq if self.start is None else min(self.start, seq)
 
     def behind(self, stored: int | None) -> bool:
-        """Whether the store holds a newer message than any delivered here.
+        """Whether the store holds a newer message than the members are known to have.
 
         Asked after the link to the broker came back: the messages stored
         meanwhile were republished while this process could not receive them.
-        (A message stored a moment ago and still on its way counts as well: the
-        cost of asking is a needless resume, never a miss.)
+        (A message stored a moment ago and still on its way counts as well, as
+        does a room whose start is unknown: the cost of asking is a needless
+        resume, never a miss.)
         """
         if stored is None:
             return False
-        return stored > max(self.last or 0, self.floor)
+        base = self.base
+        return base is None or stored > base
 
     def live(self, seq: int, prev: int | None) -> Feed:
         """Classify a live message at ``seq`` whose room's previous one was ``prev``."""
-        last = self.last
-        if last is not None and seq <= last:
+        base = self.base
+        if self.last is not None and seq <= self.last:
             return Feed.DUPLICATE
         self.last = seq
-        if last is None or prev is None or prev <= last:
+        if base is None or prev is None or prev <= base:
             return Feed.DELIVER
         return Feed.GAP

@@ -37,7 +37,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from .backends.base import Backend, BackendSink, Member
+from .backends.base import Backend, BackendSink, History, Member
 from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
@@ -59,6 +59,7 @@ from .replay import (
     Render,
     Replay,
     Replays,
+    coverage,
     hold,
     read,
     render_default,
@@ -277,9 +278,31 @@ class WebSocketConnectionManager(BackendSink):
         self._check_room_limit(self._memberships[conn.id])
         if not await self._add_member(conn, room, replay, render):
             return
+        if replay is None:
+            await self._join_live(conn, room)
         await self.backend.presence.member_joined(room, self._member(conn))
         if replay is not None and conn.accepted:
             await self.catch_up(conn)
+
+    async def _join_live(self, conn: Connection, room: str) -> None:
+        # A join without history has every message after the room's base, live.
+        # When this process knows no base yet (the room's first member here), the
+        # store's newest message is one: read after subscribing, so nothing stored
+        # later can be taken as seen.
+        feed = self._feeds.get(room)
+        history = self.backend.history
+        if feed is None or history is None:
+            return
+        if feed.base is None:
+            try:
+                stored = await history.last_seq(room)
+            except BackendError:
+                stored = None  # unknown: a recheck resumes the room's members
+            if stored is not None and feed is self._feeds.get(room):
+                feed.joined(stored)
+        base = feed.base
+        if base is not None and room in self._memberships.get(conn.id, ()):
+            self._replays.cover(room, conn.id, base + 1)
 
     async def _add_member(
         self, conn: Connection, room: str, replay: Replay | None, render: Render
@@ -343,21 +366,40 @@ class WebSocketConnectionManager(BackendSink):
                 batches = await read(history, room, pending.replay)
             except BackendError:
                 log.warning("pachinko.history_unreadable")
+                self._replays.end(room, conn.id)
                 self._resync(conn)
-                batches = []
+                continue
             if self._replays.take(room, conn.id) is not pending or conn.closed:
                 continue  # left, or closed, while the history was read
+            since = pending.replay.since
+            if since is not None and any(batch.resumed for batch in batches):
+                pending.catchup.skip_through(since)  # it saw those before
             try:
                 await self._send_batches(conn, pending, batches)
             except ConnectionClosed:
                 return  # unregister forgets the rest
+            if self._replays.take(room, conn.id) is not pending:
+                continue  # left while the history was sent: nothing more of this room
+            self._replays.cover(room, conn.id, coverage(pending.replay, batches))
+            self._go_live(room, conn, pending)
+
+    def _go_live(self, room: str, conn: Connection, pending: Pending) -> None:
+        # What was held follows the history, all of it or none: a catch-up that
+        # does not fit is a resume, not a slow consumer.
+        released = pending.catchup.finish()
+        if released:
+            if not conn.offer_all([Send.of_utf8(m.data) for m in released]):
+                self._resync(conn)
+                return
+            self.stats.frames_delivered += len(released)
+        feed = self._feeds.get(room)
+        last = pending.catchup.last
+        if feed is not None and last is not None:
+            feed.joined(last)
+        # Live copies of what the history sent may still be on their way: the
+        # catch-up filters them until a live message arrives past ``last``.
+        if last is None or (feed is not None and feed.last is not None and feed.last >= last):
             self._replays.end(room, conn.id)
-            self._replays.cover(room, conn.id, batches)
-            feed = self._feeds.get(room)
-            if feed is not None and pending.catchup.last is not None:
-                feed.sent_history(pending.catchup.last)
-            for stored in pending.catchup.finish():
-                self._offer(conn, Send.of_utf8(stored.data))
 
     async def _send_batches(
         self, conn: Connection, pending: Pending, batches: list[HistoryBatch]
@@ -394,16 +436,24 @@ class WebSocketConnectionManager(BackendSink):
         await conn.send_encoded(self._stamp(original.data, original.position))
         return True
 
-    async def recheck_rooms(self) -> int:
+    async def recheck_rooms(
+        self, *, attempts: int = 3, backoff_s: float = 0.5, concurrency: int = 8
+    ) -> int:
         """Check every local durable room after the link to the broker came back.
 
         Durable messages stored while this process was cut off were republished
-        to no one here. For each room whose store holds a newer message than any
-        delivered here, the room's local members are closed with
+        to no one here. For each room whose store holds a newer message than its
+        local members are known to have, they are closed with
         :attr:`CloseCode.RESYNC` and resume from their cursors. Call it when the
         backend's connection is re-established (the gateway does, on NATS
-        ``reconnected``); without it the loss is noticed at the room's next
-        message.
+        ``reconnected``, in a task of its own); without it the loss is noticed at
+        the room's next message.
+
+        Args:
+            attempts: Reads of a room's newest position before giving up on it; a
+                room that cannot be read is resumed too (never a silent miss).
+            backoff_s: Pause after the first failed read, doubling.
+            concurrency: Rooms read at once.
 
         Returns:
             How many connections were closed.
@@ -411,21 +461,26 @@ class WebSocketConnectionManager(BackendSink):
         history = self.backend.history
         if history is None:
             return 0
-        closed = 0
-        for room, feed in list(self._feeds.items()):
-            try:
-                stored = await history.last_seq(room)
-            except BackendError:
-                log.warning("pachinko.recheck_unreadable")
-                stored = None
+        slots = asyncio.Semaphore(max(concurrency, 1))
+
+        async def check(room: str, feed: RoomFeed) -> int:
+            async with slots:
+                stored = await _newest(history, room, attempts, backoff_s)
             members = self._rooms.get(room)
-            if members and feed is self._feeds.get(room) and feed.behind(stored):
-                log.warning("pachinko.room_behind_store", members=len(members))
-                for conn in list(members.values()):
-                    if not conn.closed:
-                        closed += 1
-                    self._resync(conn)
-        return closed
+            if not members or feed is not self._feeds.get(room):
+                return 0  # left, or rejoined afresh, meanwhile
+            if stored is not _UNREADABLE and not feed.behind(stored):
+                return 0
+            log.warning("pachinko.room_behind_store", members=len(members))
+            closed = 0
+            for conn in list(members.values()):
+                if not conn.closed:
+                    closed += 1
+                self._resync(conn)
+            return closed
+
+        counts = await asyncio.gather(*(check(r, f) for r, f in list(self._feeds.items())))
+        return sum(counts)
 
     def _resync(self, conn: Connection) -> None:
         if not conn.closed:
@@ -628,7 +683,7 @@ class WebSocketConnectionManager(BackendSink):
             if pending is None:
                 self._offer(conn, frame)
             else:
-                self._hold(conn, pending, stored)
+                self._hold(room, conn, pending, stored)
 
     def _follows(
         self, room: str, members: dict[str, Connection], position: Position, prev: int | None
@@ -643,13 +698,15 @@ class WebSocketConnectionManager(BackendSink):
                 self._resync(conn)
         return verdict is Feed.DELIVER
 
-    def _hold(self, conn: Connection, pending: Pending, stored: Stored) -> None:
+    def _hold(self, room: str, conn: Connection, pending: Pending, stored: Stored) -> None:
         released = hold(pending, stored)
         if released is None:
             self._resync(conn)  # too much arrived while its history was read
             return
         for message in released:
             self._offer(conn, Send.of_utf8(message.data))
+        if pending.caught_up(stored.position.seq):
+            self._replays.end(room, conn.id)
 
     def deliver_to_connection(self, connection_id: str, data: bytes) -> bool:
         conn = self._connections.get(connection_id)
@@ -744,6 +801,22 @@ class WebSocketConnectionManager(BackendSink):
             users[0] -= 1
             if users[0] == 0:
                 del self._room_locks[room]
+
+
+#: The newest position of a room that could not be read.
+_UNREADABLE: Final = -1
+
+
+async def _newest(history: History, room: str, attempts: int, backoff_s: float) -> int | None:
+    # The room's newest stored position, retried with a doubling pause.
+    for attempt in range(max(attempts, 1)):
+        if attempt:
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+        try:
+            return await history.last_seq(room)
+        except BackendError:
+            log.warning("pachinko.recheck_unreadable", attempt=attempt + 1)
+    return _UNREADABLE
 
 
 def _text_frame(data: bytes) -> Send | None:

@@ -79,6 +79,15 @@ class Pending:
         self.render = render
         self.catchup: CatchUp[Stored] = CatchUp(None, max_held=max_held)
 
+    def caught_up(self, seq: int) -> bool:
+        """Whether a live message at ``seq`` ends the catch-up's filtering.
+
+        True once the history was sent and a live message arrived past what it
+        sent: later live copies cannot be of a message the history held.
+        """
+        last = self.catchup.last
+        return self.catchup.phase is Phase.LIVE and (last is None or seq >= last)
+
 
 class Replays:
     """Every catch-up in progress in one process, by room and connection."""
@@ -94,34 +103,43 @@ class Replays:
         """Hold ``room``'s live durable messages for the connection from now on.
 
         ``max_held`` bounds what may be held: the connection's outbound queue bound.
+        The catch-up goes on filtering live messages after its history was sent
+        (:attr:`Phase.LIVE`) until :meth:`end`: the manager ends it once a live
+        message arrives past what the history sent.
         """
         pending = Pending(replay, render, max_held)
         self._rooms.setdefault(room, {})[connection_id] = pending
 
     def holding(self, room: str) -> dict[str, Pending] | None:
-        """The connections catching up in ``room`` (``None`` if none: the fast path)."""
+        """The connections whose live messages in ``room`` go through their catch-up.
+
+        ``None`` if none: the fast path.
+        """
         return self._rooms.get(room)
 
     def rooms_of(self, connection_id: str) -> list[str]:
-        """The rooms ``connection_id`` is catching up in."""
-        return [room for room, pending in self._rooms.items() if connection_id in pending]
+        """The rooms whose history ``connection_id`` is waiting for."""
+        return [
+            room
+            for room, pending in self._rooms.items()
+            if (mine := pending.get(connection_id)) is not None
+            and mine.catchup.phase is Phase.READING
+        ]
 
     def take(self, room: str, connection_id: str) -> Pending | None:
         """The connection's catch-up in ``room``, still holding (``None`` if none)."""
         pending = self._rooms.get(room)
         return None if pending is None else pending.get(connection_id)
 
-    def cover(self, room: str, connection_id: str, batches: list[HistoryBatch]) -> None:
+    def cover(self, room: str, connection_id: str, seq: int | None) -> None:
         """Remember from which ``seq`` on the connection has every message of ``room``.
 
-        A completed resume covers everything: what came before its cursor the
-        client saw on its earlier connection, in order, or it could not have seen
-        the cursor. A join covers what its history began with (everything when
-        the history was complete); from then on live messages follow without a gap.
+        ``None`` (unknown) forgets it: a duplicate send is then always answered.
         """
-        covered = coverage(batches)
-        if covered is not None:
-            self._covered[(room, connection_id)] = covered
+        if seq is None:
+            self._covered.pop((room, connection_id), None)
+        else:
+            self._covered[(room, connection_id)] = seq
 
     def covered(self, room: str, connection_id: str) -> int | None:
         """From which ``seq`` on the connection has every message (``None``: unknown)."""
@@ -141,13 +159,16 @@ class Replays:
                 del self._rooms[room]
 
 
-def coverage(batches: list[HistoryBatch]) -> int | None:
+def coverage(replay: Replay, batches: list[HistoryBatch]) -> int | None:
     """The lowest ``seq`` from which a connection sent ``batches`` has every message.
 
-    ``0`` for everything; ``None`` when the batches do not tell (no history asked).
+    A completed resume covers what follows the cursor (what came before it the
+    client may or may not have seen on its earlier connection); a join covers
+    what its history began with (everything, ``0``, when the history was
+    complete). ``None`` when the batches do not tell.
     """
-    if any(batch.resumed for batch in batches):
-        return 0
+    if replay.since is not None and any(batch.resumed for batch in batches):
+        return replay.since + 1
     if not batches:
         return None
     if batches[0].complete:

@@ -190,14 +190,17 @@ class WebSocketResource:
         """Send this connection one page of ``room``'s history (scroll-back).
 
         The newest ``limit`` stored messages before ``before`` (the oldest ``seq``
-        the client has), as one :meth:`history_message` frame.
+        the client has), as one :meth:`history_message` frame; those this
+        connection was excluded from are left out, as in its join history.
 
         Raises:
             BackendError: The store could not be read.
             HistoryUnavailable: The backend keeps no history.
         """
         page = await self._pachinko_manager.history(room, before=before, limit=limit)
-        batch = HistoryBatch(room=room, messages=page.messages, complete=not page.more)
+        mine = self._pachinko_conn.id
+        messages = [m for m in page.messages if m.exclude != mine]  # as on join
+        batch = HistoryBatch(room=room, messages=messages, complete=not page.more)
         await self._pachinko_conn.send_media(self.history_message(batch))
 
     async def leave_room(self, room: str) -> None:

@@ -223,6 +223,13 @@ class Session:
         """Bytes waiting to be written, early ones included."""
         return self._queued_bytes
 
+    def fits(self, frames: int, size: int) -> bool:
+        """Whether ``frames`` more frames of ``size`` bytes in all may be queued now."""
+        return (
+            self.backlog + frames <= self.limits.max_messages
+            and self._queued_bytes + size <= self.limits.max_bytes
+        )
+
     # -- inputs ----------------------------------------------------------------
 
     def accept(self, now: float) -> None:

@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
+from falcon_pachinko import BackendError
 from falcon_pachinko.backends.nats import NatsHistory, NatsHistoryConfig
 from falcon_pachinko.backends.nats.history import (
+    check_server_version,
     default_stream_name,
     message_id,
     parse_position,
@@ -177,3 +179,10 @@ def test_a_short_lived_store_is_a_valid_configuration() -> None:
 def test_a_prefix_too_long_for_a_stream_name_is_refused() -> None:
     with pytest.raises(ValueError, match="stream name"):
         NatsHistory(Client(), Subjects("p" * 250), "n")
+
+
+def test_a_nats_server_older_than_2_11_is_refused_with_the_reason() -> None:
+    for fine in ("2.11.0", "2.15.3", "3.0.0", "2.12.1-beta.2", "", "0.0.0"):
+        check_server_version(fine)
+    with pytest.raises(BackendError, match=r"2\.11 or newer.*2\.10\.22"):
+        check_server_version("2.10.22")

@@ -276,3 +276,38 @@ async def test_a_connection_closed_after_on_connect_accepted_still_gets_on_disco
                     pass
     assert recorder.events == [("disconnect", 4001)]  # the join is matched by a leave
     assert app.ws_connection_manager.local_rooms() == []  # type: ignore[attr-defined]
+
+
+class DurableRoom(WebSocketResource):
+    async def on_connect(self, req: Any, ws: WebSocketLike) -> bool:
+        await self.join_room("r", history=10)
+        return True
+
+    @handles_message("say")
+    async def say(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        await self.broadcast_to_room("r", {"type": "said"}, exclude_self=True, persist=True)
+        await ws.send_media({"type": "stored"})
+
+    @handles_message("older")
+    async def older(self, ws: WebSocketLike, payload: dict) -> None:  # type: ignore[type-arg]
+        await self.send_history("r", limit=10)
+
+
+async def test_scroll_back_leaves_out_what_the_connection_was_excluded_from() -> None:
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app)
+    app.add_websocket_route("/durable", DurableRoom)  # type: ignore[attr-defined]
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        async with conductor.simulate_ws("/durable") as sender:
+            await sender.receive_json()  # the (empty) join history
+            await sender.send_json({"type": "say", "payload": {}})
+            assert (await sender.receive_json())["type"] == "stored"
+            await sender.send_json({"type": "older", "payload": {}})
+            mine = await asyncio.wait_for(sender.receive_json(), BOUND_S)
+            async with conductor.simulate_ws("/durable") as other:
+                joined = await asyncio.wait_for(other.receive_json(), BOUND_S)
+                await other.send_json({"type": "older", "payload": {}})
+                theirs = await asyncio.wait_for(other.receive_json(), BOUND_S)
+    assert mine["type"] == "history" and mine["messages"] == []
+    assert [m["type"] for m in joined["messages"]] == ["said"]
+    assert [m["type"] for m in theirs["messages"]] == ["said"]

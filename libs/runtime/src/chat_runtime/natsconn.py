@@ -55,6 +55,8 @@ class NatsConnection:
         self.established: Final = asyncio.Event()
         #: Awaited after each reconnect (to re-sync state that may have been missed).
         self.on_reconnected: list[Callable[[], Awaitable[None]]] = []
+        self._resyncing: asyncio.Task[None] | None = None
+        self._resync_again = False
         self._closing = False
         self._service = service
         self._connected = Gauge(
@@ -91,11 +93,26 @@ class NatsConnection:
         self._connected.set(1)
         self._reconnects.inc()
         log.info("nats.reconnected", server=_server_of(self.client))
-        for callback in self.on_reconnected:
-            try:
-                await callback()
-            except Exception:
-                log.exception("nats.reconnect_callback_failed")
+        # nats-py awaits this inside its reconnect task: the callbacks (which talk
+        # to NATS themselves) run in a task of their own, one round at a time; a
+        # reconnect during a round asks for one more.
+        self._resync_again = True
+        if self._resyncing is None or self._resyncing.done():
+            self._resyncing = asyncio.create_task(self._run_reconnected())
+
+    async def _run_reconnected(self) -> None:
+        while self._resync_again:
+            self._resync_again = False
+            for callback in self.on_reconnected:
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("nats.reconnect_callback_failed")
+
+    async def reconnected_done(self) -> None:
+        """Wait for the ``on_reconnected`` callbacks of the last reconnect to finish."""
+        while self._resyncing is not None and not self._resyncing.done():
+            await asyncio.shield(self._resyncing)
 
     async def _on_closed(self) -> None:
         if not self.established.is_set():
@@ -110,6 +127,8 @@ class NatsConnection:
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Deliver what is buffered, unsubscribe, and close (bounded)."""
         self._closing = True
+        if self._resyncing is not None:
+            self._resyncing.cancel()
         if not self.established.is_set() or self.client.is_closed:
             return
         try:

@@ -119,6 +119,7 @@ def memory_backend(settings: Settings) -> InProcessBackend:
         max_messages_per_room=settings.history_max_messages,
         max_age_s=settings.history_max_age_s,
         dedup_window_s=settings.history_dedup_window_s,
+        max_bytes=settings.history_max_bytes,
     )
 
 

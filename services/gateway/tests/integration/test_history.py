@@ -152,8 +152,12 @@ async def test_a_resend_with_the_same_client_msg_id_is_not_a_second_message(
             await joined(again)
             await again.send_json(send("hello", "c-1"))
             await again.send_json(send("marker", "c-2"))
+            # The gateway cannot know what Ann's earlier connection saw: she is
+            # answered with the stored original, to her alone (same id and seq).
+            original = (await again.expect("serverNewMessage"))["payload"]
+            assert original == echo
             marker = (await again.expect("serverNewMessage"))["payload"]
-            assert marker["clientMsgId"] == "c-2"  # the resend produced nothing
+            assert marker["clientMsgId"] == "c-2"  # the resend stored nothing
         seen = [m["payload"] for m in watcher.received if m["type"] == "serverNewMessage"]
         seen.append((await watcher.expect("serverNewMessage"))["payload"])
         while seen[-1]["text"] != "marker":

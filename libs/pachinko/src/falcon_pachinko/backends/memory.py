@@ -1,7 +1,8 @@
 """The in-process backend: one process, no infrastructure.
 
 Its history is bounded memory: per room the last ``max_messages_per_room``
-messages, none older than ``max_age_s``; it is lost when the process ends.
+messages, none older than ``max_age_s``, at most ``max_bytes`` in all; it is lost
+when the process ends.
 """
 
 from __future__ import annotations
@@ -124,15 +125,18 @@ class InProcessHistory(History):
     """Durable rooms in bounded memory, for one process.
 
     Positions come from one counter for every room, as JetStream's stream
-    sequence does. Retention drops a room's oldest messages first: beyond
-    ``max_messages_per_room``, and those older than ``max_age_s`` (checked when
-    the room is written or read).
+    sequence does. Retention drops the oldest messages first: per room beyond
+    ``max_messages_per_room``; in every room those older than ``max_age_s``
+    (swept on each append, whichever room it is for, and when a room is read);
+    and, whatever their room, the oldest beyond ``max_bytes`` of message data in
+    all. A room whose last message went is forgotten.
 
     Args:
         broker: The broker whose subscribers receive stored messages live.
         max_messages_per_room: Messages kept per room.
         max_age_s: Seconds a message is kept.
         dedup_window_s: Seconds an idempotency key is remembered.
+        max_bytes: Bytes of message data kept in all rooms together.
         clock: Unix seconds (injected for tests).
     """
 
@@ -143,19 +147,31 @@ class InProcessHistory(History):
         max_messages_per_room: int = 1000,
         max_age_s: float = 7 * 86400,
         dedup_window_s: float = 120.0,
+        max_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_messages_per_room < 1 or max_age_s <= 0 or dedup_window_s < 0:
+        if max_messages_per_room < 1 or max_age_s <= 0 or dedup_window_s < 0 or max_bytes < 1:
             raise ValueError("history bounds must be positive")
         self._broker = broker
         self._max_messages = max_messages_per_room
         self._max_age_ms = int(max_age_s * 1000)
         self._dedup_window_s = dedup_window_s
+        self._max_bytes = max_bytes
         self._clock = clock
         self._seq = 0
         self._rooms: dict[str, deque[Stored]] = {}
+        #: Every stored message's (seq, room), oldest first; entries of messages a
+        #: room dropped already are skipped when reached (and compacted away).
+        self._order: deque[tuple[int, str]] = deque()
+        self._count = 0
+        self._bytes = 0
         # (room, key) -> (position, expiry); insertion order is expiry order.
         self._keys: OrderedDict[tuple[str, str], tuple[Position, float]] = OrderedDict()
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of message data held now, in all rooms."""
+        return self._bytes
 
     async def append(
         self, room: str, data: bytes, *, exclude: str | None = None, key: str | None = None
@@ -164,15 +180,22 @@ class InProcessHistory(History):
         self._forget_keys(now)
         if key is not None and (room, key) in self._keys:
             return Appended(self._keys[(room, key)][0], duplicate=True)
+        self._sweep(now)
         messages = self._rooms.get(room)
-        if messages is None:
-            messages = self._rooms[room] = deque(maxlen=self._max_messages)
-        self._trim(messages, now)
         prev = messages[-1].position.seq if messages else 0
+        if messages is None:
+            messages = self._rooms[room] = deque()
         self._seq += 1
         position = Position(seq=self._seq, id=uuid.uuid4().hex, ts=int(now * 1000))
         stored = Stored(position, data, exclude)
         messages.append(stored)
+        self._order.append((self._seq, room))
+        self._count += 1
+        self._bytes += len(data)
+        if len(messages) > self._max_messages:
+            self._drop_first(room, messages)
+        while self._bytes > self._max_bytes and self._order:
+            self._drop_oldest()
         if key is not None:
             self._keys[(room, key)] = (position, now + self._dedup_window_s)
         self._broker.publish_stored(room, stored, prev)
@@ -196,15 +219,43 @@ class InProcessHistory(History):
         messages = self._rooms.get(room)
         if messages is None:
             return deque()  # reading a room creates nothing
-        self._trim(messages, now)
-        if not messages:
-            del self._rooms[room]
-        return messages
-
-    def _trim(self, messages: deque[Stored], now: float) -> None:
         oldest = int(now * 1000) - self._max_age_ms
         while messages and messages[0].position.ts < oldest:
-            messages.popleft()
+            self._drop_first(room, messages)
+        return messages
+
+    def _sweep(self, now: float) -> None:
+        # The oldest messages of every room first: an idle room ages out too.
+        oldest = int(now * 1000) - self._max_age_ms
+        while self._order:
+            seq, room = self._order[0]
+            messages = self._rooms.get(room)
+            if messages and messages[0].position.seq == seq:
+                if messages[0].position.ts >= oldest:
+                    return
+                self._order.popleft()
+                self._drop_first(room, messages)
+            else:
+                self._order.popleft()  # dropped already by its room
+
+    def _drop_oldest(self) -> None:
+        seq, room = self._order.popleft()
+        messages = self._rooms.get(room)
+        if messages and messages[0].position.seq == seq:
+            self._drop_first(room, messages)
+
+    def _drop_first(self, room: str, messages: deque[Stored]) -> None:
+        dropped = messages.popleft()
+        self._count -= 1
+        self._bytes -= len(dropped.data)
+        if not messages:
+            del self._rooms[room]
+        if len(self._order) > 2 * self._count + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        live = sorted((m.position.seq, room) for room, ms in self._rooms.items() for m in ms)
+        self._order = deque(live)
 
     def _forget_keys(self, now: float) -> None:
         while self._keys:
@@ -221,6 +272,7 @@ class InProcessBackend(Backend):
         max_messages_per_room: History kept per room (see :class:`InProcessHistory`).
         max_age_s: Seconds history is kept.
         dedup_window_s: Seconds an idempotency key is remembered.
+        max_bytes: Bytes of history kept in all rooms together.
     """
 
     def __init__(
@@ -229,6 +281,7 @@ class InProcessBackend(Backend):
         max_messages_per_room: int = 1000,
         max_age_s: float = 7 * 86400,
         dedup_window_s: float = 120.0,
+        max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         broker = InProcessBroker()
         history = InProcessHistory(
@@ -236,5 +289,6 @@ class InProcessBackend(Backend):
             max_messages_per_room=max_messages_per_room,
             max_age_s=max_age_s,
             dedup_window_s=dedup_window_s,
+            max_bytes=max_bytes,
         )
         super().__init__(broker, InProcessPresence(), history)

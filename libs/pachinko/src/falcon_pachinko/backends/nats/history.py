@@ -121,10 +121,12 @@ from ..base import History
 from .plumbing import EXCLUDE_HEADER, ORIGIN_HEADER, UNAVAILABLE
 
 __all__ = [
+    "MIN_SERVER_VERSION",
     "MSG_ID_HEADER",
     "TIME_HEADER",
     "NatsHistory",
     "NatsHistoryConfig",
+    "check_server_version",
     "default_stream_name",
     "message_id",
     "parse_position",
@@ -157,6 +159,40 @@ _SEEK_SLACK: Final = 32
 _MAX_PROBES: Final = 8
 #: Messages asked for per batch when nothing better is known.
 _CHUNK: Final = 1024
+
+
+#: The oldest nats-server whose JetStream answers batch direct gets (ADR-31).
+MIN_SERVER_VERSION: Final = (2, 11)
+
+
+def check_server_version(version: str) -> None:
+    """Refuse a nats-server older than :data:`MIN_SERVER_VERSION`.
+
+    ``version`` is what the server announced (``"2.11.4"``); one that cannot be
+    read is let through (the first batched read would fail clearly instead).
+
+    Raises:
+        BackendError: The server is too old for durable rooms.
+    """
+    parts = version.split("-", 1)[0].split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return
+    if found < MIN_SERVER_VERSION and found != (0, 0):
+        need = ".".join(map(str, MIN_SERVER_VERSION))
+        raise BackendError(
+            f"durable rooms need nats-server {need} or newer (batched direct reads); "
+            f"the server is {version}"
+        )
+
+
+def _announced_version(nc: Client) -> str:
+    version = nc.connected_server_version
+    try:
+        return f"{version.major}.{version.minor}.{version.patch}"
+    except ValueError:  # not semantic versioning: let it through
+        return ""
 
 
 def default_stream_name(prefix: str) -> str:
@@ -362,6 +398,7 @@ class NatsHistory(History):
         config = self.stream_config()
         if not self._nc.is_connected:
             raise BackendError("NATS is not connected; cannot set up the history stream")
+        check_server_version(_announced_version(self._nc))
         try:
             async with asyncio.timeout(self._request_timeout_s):
                 try:
@@ -457,9 +494,15 @@ class NatsHistory(History):
         if before is not None and before <= 1:
             return Page([], False)
         async with self._bounded("read the history"):
-            first, upper = await asyncio.gather(
-                self._probe(subject, 1), self._upper(subject, before)
+            probes = (
+                asyncio.ensure_future(self._probe(subject, 1)),
+                asyncio.ensure_future(self._upper(subject, before)),
             )
+            try:
+                first, upper = await asyncio.gather(*probes)
+            finally:
+                for probe in probes:  # one failed: the other must not linger
+                    probe.cancel()
             if first is None or upper is None:
                 return Page([], False)
             first_seq, first_count = first
