@@ -276,11 +276,12 @@ class ResumingReader:
             query["since"] = str(self.got[-1]["seq"])
         url = self.chat.ws_url(self.gateway, "general", **query)
         self._client = await self._stack.enter_async_context(connect(url))
-        while True:
-            page = await joined(self._client)
-            self.got += page["messages"] if self.got else []
-            if not self.got or "resumed" not in page or page.get("resumed") is not None:
-                break
+        if not self.got:
+            await joined(self._client)  # a first join: the reader starts after it
+            return
+        messages, complete = await resumed(self._client)  # every frame of the resume
+        assert complete is True, "a resume within retention must complete"
+        self.got += messages
 
     async def until(self, seq: int) -> list[dict[str, Any]]:
         while not self.got or self.got[-1]["seq"] < seq:
