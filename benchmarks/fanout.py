@@ -103,6 +103,8 @@ class Deployment:
     backend: str
     gateways: int
     history: bool = True
+    #: ``CHAT_WS_PROTOCOL``: the library writing to the sockets, or plain ASGI.
+    ws: str = "pachinko"
 
 
 DEPLOYMENTS: Final = {
@@ -110,8 +112,12 @@ DEPLOYMENTS: Final = {
     for d in (
         Deployment("memory", "memory, live only (baseline)", "memory", 1, history=False),
         Deployment("memory-history", "memory, history", "memory", 1),
+        Deployment(
+            "memory-asgi", "memory, history, plain ASGI", "memory", 1, ws="websockets-sansio"
+        ),
         Deployment("nats-live", "nats, live only", "nats", 1, history=False),
         Deployment("nats", "nats + JetStream history", "nats", 1),
+        Deployment("nats-asgi", "nats + history, plain ASGI", "nats", 1, ws="websockets-sansio"),
         Deployment("nats2", "nats + history, 2 gateways", "nats", 2),
     )
 }
@@ -202,6 +208,7 @@ def gateway_env(params: Params, deployment: Deployment) -> dict[str, str]:
     return {
         "CHAT_BACKEND": deployment.backend,
         "CHAT_HISTORY": "true" if deployment.history else "false",
+        "CHAT_WS_PROTOCOL": deployment.ws,
         "CHAT_AUTH": "dev",
         "CHAT_HOST": LOOPBACK,
         "CHAT_PORT": "0",
@@ -632,6 +639,17 @@ def _durability_cost(results: Sequence[Result]) -> str:
     """History on beside history off, same backend, same run: the cost of storing."""
     by_key = {r.deployment.key: r for r in results}
     lines = []
+    for fast, plain in (("memory-history", "memory-asgi"), ("nats", "nats-asgi")):
+        on, off = by_key.get(fast), by_key.get(plain)
+        if on is None or off is None or off.p50_ms <= 0:
+            continue
+        cpu_on, cpu_off = on.server_cpu_per_delivery_us, off.server_cpu_per_delivery_us
+        cpu = f", {cpu_on / cpu_off:.2f}x server CPU per delivery" if cpu_on and cpu_off else ""
+        lines.append(
+            f"library writing the sockets vs plain ASGI ({on.deployment.backend}): "
+            f"{on.deliveries_per_s / off.deliveries_per_s:.2f}x deliveries/s, "
+            f"{on.p50_ms / off.p50_ms:.2f}x p50 latency{cpu}"
+        )
     for durable, live in (("memory-history", "memory"), ("nats", "nats-live")):
         on, off = by_key.get(durable), by_key.get(live)
         if on is None or off is None:

@@ -41,6 +41,7 @@ from .close_codes import CloseCode, ReceivedCloseCode
 from .errors import ConnectionClosed
 from .ratelimit import RateLimit
 from .session import Admission, Close, Inbound, QueueLimits, Send, Session, State
+from .wire import FrameSink
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -52,6 +53,8 @@ __all__ = ["Connection", "ConnectionLimits", "WebSocketLike"]
 log = structlog.get_logger(__name__)
 
 _encoder: Final = msgspec.json.Encoder()
+#: At most this many bytes of queued frames go out in one write.
+_COALESCE_BYTES: Final = 256 * 1024
 
 
 @runtime_checkable
@@ -171,9 +174,14 @@ class Connection:
         *,
         clock: Callable[[], float] = time.monotonic,
         connection_id: str | None = None,
+        wire: FrameSink | None = None,
     ) -> None:
         self.id: Final = connection_id if connection_id is not None else uuid.uuid4().hex
         self.raw: Final = raw
+        #: The socket as the server lends it (see :mod:`falcon_pachinko.wire`), if it does.
+        self._wire = wire
+        #: The writer holds a frame it took from the queue and has not written yet.
+        self._in_flight = False
         self._limits = limits
         self._clock = clock
         self._session = Session(
@@ -372,6 +380,17 @@ class Connection:
     # -- performing the session's decisions ----------------------------------
 
     def _offer(self, frame: Send) -> bool:
+        wire = self._wire
+        if (
+            wire is not None
+            and not self._in_flight
+            and self._session.may_write_now()
+            and wire.writable()
+        ):
+            # The fast path: nothing waits and the socket takes it now. Written
+            # here, whole, with no task switch; the queue is for when it cannot.
+            wire.write(frame.wire)
+            return True
         queued = self._session.offer(frame, self._clock())
         self._perform()
         return queued
@@ -432,8 +451,13 @@ class Connection:
         self._closer = asyncio.create_task(self._close_raw(action.code, action.reason))
 
     async def _write_loop(self) -> None:
+        wire = self._wire
         try:
             while True:
+                if wire is not None and self._session.backlog and not wire.writable():
+                    # Wait with the frames still queued, so that nothing offered
+                    # meanwhile can skip ahead of them.
+                    await wire.drained()
                 item = self._session.next_frame()
                 if item is None:
                     if self._session.output_ended:
@@ -445,7 +469,16 @@ class Connection:
                 if isinstance(item, Close):
                     await self._close_raw(item.code, item.reason)
                     return
-                await self._write(item)
+                if wire is not None and wire.writable():
+                    # Frames queued behind it go out with it, in one write.
+                    frames = [item, *self._session.next_sends(_COALESCE_BYTES)]
+                    wire.write(b"".join(frame.wire for frame in frames))
+                    continue
+                self._in_flight = True
+                try:
+                    await self._write(item)
+                finally:
+                    self._in_flight = False
         except (falcon.errors.WebSocketDisconnected, ConnectionError) as exc:
             # Nothing will drain the queue now: release senders waiting for space.
             self.mark_closed(getattr(exc, "code", ReceivedCloseCode.ABNORMAL_CLOSURE))

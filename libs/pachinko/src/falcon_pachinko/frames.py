@@ -16,9 +16,10 @@ raises on a peer's input.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .dispatch import Decision
+from .wire import server_frame
 
 __all__ = [
     "Action",
@@ -62,6 +63,8 @@ class Send:
     payload: str | bytes
     size: int
     text: bool = True
+    _wire: bytes | None = field(default=None, compare=False, repr=False)
+    _text: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of_text(cls, text: str) -> Send:
@@ -74,14 +77,48 @@ class Send:
         return cls(data, len(data))
 
     @classmethod
+    def of_checked_utf8(cls, data: bytes) -> Send | None:
+        """A text frame from bytes checked to be UTF-8 (``None`` if they are not).
+
+        Checked once, for a frame offered to many: its text is kept for writers
+        that need ``str``, its bytes for those that write the wire.
+        """
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return None
+        return cls(data, len(data), True, None, text)
+
+    @classmethod
     def of_binary(cls, data: bytes) -> Send:
         """A binary frame."""
         return cls(data, len(data), text=False)
 
     def as_text(self) -> str:
-        """The payload of a text frame as ``str``."""
+        """The payload of a text frame as ``str`` (decoded once, then kept)."""
         payload = self.payload
-        return payload if isinstance(payload, str) else payload.decode()
+        if isinstance(payload, str):
+            return payload
+        text = self._text
+        if text is None:
+            text = payload.decode()
+            object.__setattr__(self, "_text", text)
+        return text
+
+    @property
+    def wire(self) -> bytes:
+        """The frame's bytes on the wire, built on first use and kept.
+
+        A broadcast offers one ``Send`` to every recipient, so the frame is
+        encoded once per message, whatever the number of recipients.
+        """
+        cached = self._wire
+        if cached is None:
+            payload = self.payload
+            data = payload.encode() if isinstance(payload, str) else payload
+            cached = server_frame(data, text=self.text)
+            object.__setattr__(self, "_wire", cached)
+        return cached
 
 
 @dataclass(frozen=True, slots=True)

@@ -820,13 +820,12 @@ async def _newest(history: History, room: str, attempts: int, backoff_s: float) 
 
 
 def _text_frame(data: bytes) -> Send | None:
-    # Decoded once per message, never per recipient. Bytes that are not UTF-8 did
+    # Checked once per message, never per recipient. Bytes that are not UTF-8 did
     # not come from a library producer; they are dropped, not sent as text.
-    try:
-        return Send.of_text(data.decode())
-    except UnicodeDecodeError:
+    frame = Send.of_checked_utf8(data)
+    if frame is None:
         log.warning("pachinko.undecodable_room_message", size=len(data))
-        return None
+    return frame
 
 
 def _check_room(room: str) -> None:

@@ -47,6 +47,7 @@ from .connection import Connection
 from .errors import BackendError, ConnectionClosed
 from .handshake import refuse
 from .session import Dispatch, Drop, Inbound, Invalid, RateLimited, Unhandled
+from .wire import EXTENSION
 
 if TYPE_CHECKING:
     import falcon.asgi
@@ -98,7 +99,11 @@ class WebSocketRoute:
             return
         handlers = self._resource_cls._pachinko_handlers
         conn = Connection(
-            ws, self._manager.limits, handlers, connection_id=self._manager.new_connection_id()
+            ws,
+            self._manager.limits,
+            handlers,
+            connection_id=self._manager.new_connection_id(),
+            wire=req.scope.get("extensions", {}).get(EXTENSION),
         )
         resource = self._resource_cls(*self._args, **self._kwargs)
         resource._pachinko_conn = conn

@@ -437,6 +437,36 @@ class Session:
             self._queued_bytes -= item.size
         return item
 
+    def next_sends(self, max_bytes: int) -> list[Send]:
+        """The data frames at the head of the queue, up to ``max_bytes`` in all.
+
+        At least one if the head is a data frame; none if it is the close frame
+        or nothing is due. A writer that can write several frames at once takes
+        them together (one write for all of them); the close frame stays for
+        :meth:`next_frame`.
+        """
+        if self._state is State.HANDSHAKE:
+            return []
+        queue = self._queue
+        taken: list[Send] = []
+        size = 0
+        while queue:
+            head = queue[0]
+            if isinstance(head, Close) or (taken and size + head.size > max_bytes):
+                break
+            queue.popleft()
+            taken.append(head)
+            size += head.size
+        self._queued_bytes -= size
+        return taken
+
+    def may_write_now(self) -> bool:
+        """Whether a frame offered now may skip the queue: open, and nothing waits.
+
+        The writer's socket must also be able to take it (the adapter knows).
+        """
+        return self._state is State.OPEN and not self._queue
+
     def actions(self) -> list[Action]:
         """Take what must be done at once (a :class:`Close` from an abort)."""
         actions, self._actions = self._actions, []

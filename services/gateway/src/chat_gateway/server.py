@@ -30,6 +30,7 @@ from chat_runtime.natsconn import NatsConnection
 from chat_runtime.server import Server
 from falcon_pachinko import PachinkoApp
 from falcon_pachinko.handshake import deny
+from falcon_pachinko.uvicorn_ws import WebSocketProtocol
 
 from .httpguard import header_deadline_protocol
 from .settings import Settings
@@ -297,7 +298,7 @@ def uvicorn_options(
         "http": header_deadline_protocol(
             settings.handshake_timeout_s, on_header_timeout or _log_header_timeout
         ),
-        "ws": "websockets-sansio",
+        "ws": WebSocketProtocol if settings.ws_protocol == "pachinko" else settings.ws_protocol,
         # Never uvicorn's 16 MiB default: larger frames close with MESSAGE_TOO_BIG.
         "ws_max_size": settings.ws_max_bytes,
         "ws_ping_interval": settings.ws_ping_interval_s,

@@ -105,6 +105,12 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: (slowloris) is dropped before any route or authentication runs. 10 s is
     #: generous for any real client, even on a mobile network.
     handshake_timeout_s: PositiveFloat = 10.0
+    #: The WebSocket implementation under uvicorn: ``pachinko`` (uvicorn's
+    #: ``websockets-sansio`` lending its sockets to the library, which writes room
+    #: traffic framed once per message, without a task switch per delivery), or
+    #: one of uvicorn's own (``websockets-sansio``, ``websockets``, ``wsproto``),
+    #: through plain ASGI.
+    ws_protocol: Literal["pachinko", "websockets-sansio", "websockets", "wsproto"] = "pachinko"
     #: Protocol-level pings detect dead peers; 20 s matches common proxy idle limits.
     ws_ping_interval_s: PositiveFloat = 20.0
     ws_ping_timeout_s: PositiveFloat = 20.0

@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..close_codes import CloseCode
+from ..uvicorn_ws import WebSocketProtocol
 
 __all__ = [
     "LiveServer",
@@ -123,7 +124,7 @@ async def serve(
     options: dict[str, Any] = {
         "lifespan": "on",
         "log_config": None,
-        "ws": "websockets-sansio",
+        "ws": WebSocketProtocol,
         "ws_per_message_deflate": False,
     }
     options.update(config)
