@@ -13,6 +13,8 @@ ASGI server runs the library through plain ASGI.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -25,20 +27,53 @@ __all__ = ["WebSocketProtocol"]
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, with a frame sink in the scope."""
+    """uvicorn's sans-I/O WebSocket protocol, with a frame sink in the scope.
+
+    Frames written to the sink within one event-loop turn go out together at the
+    start of the next one (one system call per connection per turn). Whatever
+    uvicorn itself writes on the connection — a close frame above all — is
+    preceded by a flush, so nothing overtakes a frame written before it.
+    """
+
+    _sink: _Sink | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
         if scope is not None:  # an upgrade: the ASGI task starts after this returns
-            scope["extensions"][EXTENSION] = _Sink(self)
+            self._sink = _Sink(self)
+            scope["extensions"][EXTENSION] = self._sink
+
+    async def send(self, message: Any) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink.flush()  # what the library wrote goes first
+        await super().send(message)
+
+    def send_keepalive_ping(self) -> None:
+        if self._sink is not None:
+            self._sink.flush()
+        super().send_keepalive_ping()
+
+    def shutdown(self) -> None:
+        if self._sink is not None:
+            self._sink.flush()
+        super().shutdown()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._sink is not None:
+            self._sink._pending = None  # nowhere to go
+        super().connection_lost(exc)
 
 
 class _Sink:
-    __slots__ = ("_protocol",)
+    __slots__ = ("_flusher", "_pending", "_protocol")
 
     def __init__(self, protocol: WebSocketProtocol) -> None:
         self._protocol = protocol
+        self._flusher = _flusher_of(protocol.loop)
+        #: Frames written since the last flush, in order (``None``: none).
+        self._pending: list[bytes] | None = None
 
     def writable(self) -> bool:
         p = self._protocol
@@ -47,13 +82,60 @@ class _Sink:
             and p.initial_response is None
             and not p.close_sent
             and not p.disconnected
-            and p.conn.state is State.OPEN
             and p.writable.is_set()
+            and p.conn.state is State.OPEN
             and not p.transport.is_closing()
         )
 
     def write(self, data: bytes) -> None:
-        self._protocol.transport.write(data)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._flusher.due(self)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending:
+            self._protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def drained(self) -> None:
         await self._protocol.writable.wait()
+
+
+class _Flusher:
+    """Writes every socket's frames of one event-loop turn in one system call each.
+
+    A batch of room messages read from the broker in one turn reaches a
+    connection as several frames; they go out together at the start of the next
+    turn, so the cost of a write is paid per connection per turn, not per frame.
+    """
+
+    __slots__ = ("_due", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[_Sink] = []
+
+    def due(self, sink: _Sink) -> None:
+        if not self._due:
+            self._loop.call_soon(self._flush)
+        self._due.append(sink)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, []
+        for sink in due:
+            sink.flush()
+
+
+_FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _FLUSHERS.get(loop)
+    if flusher is None:
+        flusher = _FLUSHERS[loop] = _Flusher(loop)
+    return flusher

@@ -57,7 +57,15 @@ class FrameSink(Protocol):
         ...
 
     def write(self, data: bytes) -> None:
-        """Write whole frames now (never blocks; the transport buffers)."""
+        """Write whole frames, in order (never blocks; they may go out a moment later).
+
+        Whatever the server writes on the connection afterwards — its close
+        frame above all — goes after them.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Hand what was written to the transport now."""
         ...
 
     async def drained(self) -> None:

@@ -65,6 +65,9 @@ class Sink:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def flush(self) -> None:
+        pass
+
     async def drained(self) -> None:
         await self.room.wait()
 
