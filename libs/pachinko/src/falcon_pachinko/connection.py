@@ -310,12 +310,25 @@ class Connection:
         """Queue a prepared frame without waiting; overflow closes the connection.
 
         A broadcast prepares its frame once and offers that same object to every
-        recipient, so nothing is decoded or measured per recipient.
+        recipient, so nothing is decoded or measured per recipient. When nothing
+        waits in the queue and the socket the server lent takes it now, the
+        frame is written at once instead (no task switch).
 
         Returns:
             ``False`` if the connection is closed or was closed by this overflow.
         """
-        return self._offer(frame)
+        wire = self._wire
+        if (
+            wire is not None
+            and not self._in_flight
+            and self._session.may_write_now()
+            and wire.writable()
+        ):
+            wire.write(frame.wire)
+            return True
+        queued = self._session.offer(frame, self._clock())
+        self._perform()
+        return queued
 
     def offer_all(self, frames: list[Send]) -> bool:
         """Queue ``frames`` only if all of them fit; queue nothing otherwise.
@@ -379,21 +392,7 @@ class Connection:
 
     # -- performing the session's decisions ----------------------------------
 
-    def _offer(self, frame: Send) -> bool:
-        wire = self._wire
-        if (
-            wire is not None
-            and not self._in_flight
-            and self._session.may_write_now()
-            and wire.writable()
-        ):
-            # The fast path: nothing waits and the socket takes it now. Written
-            # here, whole, with no task switch; the queue is for when it cannot.
-            wire.write(frame.wire)
-            return True
-        queued = self._session.offer(frame, self._clock())
-        self._perform()
-        return queued
+    _offer = offer
 
     async def _send(self, frame: Send) -> None:
         was_closed = self._session.closed

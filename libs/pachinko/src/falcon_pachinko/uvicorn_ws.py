@@ -44,48 +44,78 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._sink = _Sink(self)
             scope["extensions"][EXTENSION] = self._sink
 
+    # Whether the sink is writable is a flag, recomputed wherever uvicorn changes
+    # the connection's state: every delivery asks it.
+
     async def send(self, message: Any) -> None:
         sink = self._sink
         if sink is not None:
             sink.flush()  # what the library wrote goes first
-        await super().send(message)
+        try:
+            await super().send(message)
+        finally:
+            self._recheck()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # a close frame, a protocol error
+        self._recheck()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._recheck()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._recheck()
 
     def send_keepalive_ping(self) -> None:
         if self._sink is not None:
             self._sink.flush()
         super().send_keepalive_ping()
 
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self._recheck()
+
     def shutdown(self) -> None:
         if self._sink is not None:
             self._sink.flush()
         super().shutdown()
+        self._recheck()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._sink is not None:
             self._sink._pending = None  # nowhere to go
         super().connection_lost(exc)
+        self._recheck()
+
+    def _recheck(self) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink.ok = (
+                self.handshake_complete
+                and self.initial_response is None
+                and not self.close_sent
+                and not self.disconnected
+                and self.writable.is_set()
+                and self.conn.state is State.OPEN
+                and not self.transport.is_closing()
+            )
 
 
 class _Sink:
-    __slots__ = ("_flusher", "_pending", "_protocol")
+    __slots__ = ("_flusher", "_pending", "_protocol", "ok")
 
     def __init__(self, protocol: WebSocketProtocol) -> None:
         self._protocol = protocol
         self._flusher = _flusher_of(protocol.loop)
         #: Frames written since the last flush, in order (``None``: none).
         self._pending: list[bytes] | None = None
+        #: Accepted, open, and below the high-water mark (kept by the protocol).
+        self.ok = False
 
     def writable(self) -> bool:
-        p = self._protocol
-        return (
-            p.handshake_complete
-            and p.initial_response is None
-            and not p.close_sent
-            and not p.disconnected
-            and p.writable.is_set()
-            and p.conn.state is State.OPEN
-            and not p.transport.is_closing()
-        )
+        return self.ok
 
     def write(self, data: bytes) -> None:
         pending = self._pending
