@@ -189,8 +189,9 @@ class Connection:
         )
         #: The one timer of the session's deadline, armed while the connection is open.
         self._timer: asyncio.TimerHandle | None = None
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
+        # Made when first waited on: most connections never wait for either.
+        self._wakeup: asyncio.Event | None = None
+        self._space: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._accepted = False
@@ -364,7 +365,10 @@ class Connection:
         await self.raw.accept(subprotocol=subprotocol)
         self._accepted = True
         self._session.accept(self._clock())
-        self._writer = asyncio.create_task(self._write_loop(), name=f"pachinko-writer-{self.id}")
+        if self._wire is None:
+            self._writer = asyncio.create_task(
+                self._write_loop(), name=f"pachinko-writer-{self.id}"
+            )
         self._perform()
         self._arm()
 
@@ -395,6 +399,15 @@ class Connection:
     _offer = offer
 
     async def _send(self, frame: Send) -> None:
+        wire = self._wire
+        if (
+            wire is not None
+            and not self._in_flight
+            and self._session.may_write_now()
+            and wire.writable()
+        ):
+            wire.write(frame.wire)  # as room traffic: nothing waits, the socket takes it
+            return
         was_closed = self._session.closed
         while True:
             admission = self._session.send(frame, self._clock())
@@ -405,6 +418,8 @@ class Connection:
                 if not was_closed:
                     log.warning("pachinko.handshake_queue_overflow", connection_id=self.id)
                 raise ConnectionClosed(self.close_code or CloseCode.NORMAL)
+            if self._space is None:
+                self._space = asyncio.Event()
             self._space.clear()
             await self._space.wait()
 
@@ -437,9 +452,18 @@ class Connection:
         for action in self._session.actions():
             self._close_now(action)
         # Cheap and idempotent: the writer and waiting senders re-check the session.
-        self._wakeup.set()
-        if self._session.closed:
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._space is not None and self._session.closed:
             self._space.set()
+        if self._wire is not None and self._accepted and self._session.backlog:
+            # With a lent socket the writer runs only while frames wait: an idle
+            # connection holds no task.
+            writer = self._writer
+            if writer is None or writer.done():
+                self._writer = asyncio.create_task(
+                    self._write_loop(), name=f"pachinko-writer-{self.id}"
+                )
 
     def _close_now(self, action: Close) -> None:
         if action.code == CloseCode.SLOW_CONSUMER:
@@ -450,34 +474,9 @@ class Connection:
         self._closer = asyncio.create_task(self._close_raw(action.code, action.reason))
 
     async def _write_loop(self) -> None:
-        wire = self._wire
         try:
-            while True:
-                if wire is not None and self._session.backlog and not wire.writable():
-                    # Wait with the frames still queued, so that nothing offered
-                    # meanwhile can skip ahead of them.
-                    await wire.drained()
-                item = self._session.next_frame()
-                if item is None:
-                    if self._session.output_ended:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                self._space.set()
-                if isinstance(item, Close):
-                    await self._close_raw(item.code, item.reason)
-                    return
-                if wire is not None and wire.writable():
-                    # Frames queued behind it go out with it, in one write.
-                    frames = [item, *self._session.next_sends(_COALESCE_BYTES)]
-                    wire.write(b"".join(frame.wire for frame in frames))
-                    continue
-                self._in_flight = True
-                try:
-                    await self._write(item)
-                finally:
-                    self._in_flight = False
+            while await self._write_next():
+                pass
         except (falcon.errors.WebSocketDisconnected, ConnectionError) as exc:
             # Nothing will drain the queue now: release senders waiting for space.
             self.mark_closed(getattr(exc, "code", ReceivedCloseCode.ABNORMAL_CLOSURE))
@@ -488,6 +487,39 @@ class Connection:
             log.exception("pachinko.writer_failed", connection_id=self.id)
             self._session.fail()
             self._perform()
+
+    async def _write_next(self) -> bool:
+        # One step of the writer; False when it is done (or, with a lent socket, idle).
+        wire = self._wire
+        if wire is not None and self._session.backlog and not wire.writable():
+            # Wait with the frames still queued, so that nothing offered
+            # meanwhile can skip ahead of them.
+            await wire.drained()
+        item = self._session.next_frame()
+        if item is None:
+            if self._session.output_ended or wire is not None:
+                return False  # done, or idle: offering frames starts it again
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+            return True
+        if self._space is not None:
+            self._space.set()
+        if isinstance(item, Close):
+            await self._close_raw(item.code, item.reason)
+            return False
+        if wire is not None and wire.writable():
+            # Frames queued behind it go out with it, in one write.
+            frames = [item, *self._session.next_sends(_COALESCE_BYTES)]
+            wire.write(b"".join(frame.wire for frame in frames))
+            return True
+        self._in_flight = True
+        try:
+            await self._write(item)
+        finally:
+            self._in_flight = False
+        return True
 
     async def _write(self, frame: Send) -> None:
         payload = frame.payload

@@ -55,6 +55,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             await super().send(message)
         finally:
             self._recheck()
+        if self.handshake_complete and hasattr(self, "response"):
+            # The handshake is over: its request and response (headers and all)
+            # are never read again, and idle connections are many.
+            del self.request, self.response
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)  # a close frame, a protocol error
