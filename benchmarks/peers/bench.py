@@ -137,6 +137,8 @@ class PeerResult:
     idle_rss_before_mb: float | None = None
     idle_rss_after_mb: float | None = None
     idle_mb_per_1k: float | None = None
+    #: Per process: RSS MB before and after the idle clients connected.
+    idle_rss_by_process: dict[str, tuple[float, float]] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
 
     @property
@@ -237,6 +239,9 @@ class Running:
     def cpu_s(self) -> float | None:
         values = [process_cpu_s(pid) for pid in self.pids.values()]
         return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+    def rss_by_process(self) -> dict[str, float]:
+        return {name: (rss_kb(pid) or 0) / 1024 for name, pid in self.pids.items()}
 
     def rss_mb(self) -> float | None:
         values = [rss_kb(pid) for pid in self.pids.values()]
@@ -478,6 +483,7 @@ async def idle_mode(
     specs = client_specs(peer, running, params, len(workers.pipes), idle=True)
     result.idle_clients = params.idle_clients
     result.idle_rss_before_mb = running.rss_mb()
+    before = running.rss_by_process()
     ok, elapsed, error = await connect_all(workers, peer, specs, params)
     result.idle_connected = ok
     try:
@@ -486,6 +492,9 @@ async def idle_mode(
         result.connect_s = elapsed
         await asyncio.sleep(0.5)  # let the last joins' work settle before reading RSS
         result.idle_rss_after_mb = after = running.rss_mb()
+        result.idle_rss_by_process = {
+            name: (before[name], mb) for name, mb in running.rss_by_process().items()
+        }
         if after is not None and result.idle_rss_before_mb is not None:
             growth = after - result.idle_rss_before_mb
             result.idle_mb_per_1k = growth / params.idle_clients * 1000
@@ -827,7 +836,11 @@ def render_ratios(entries: Sequence[dict[str, Any]]) -> str:
 
 
 def write_json(
-    results: Sequence[PeerResult], params: Params, entries: Sequence[dict[str, Any]], path: Path
+    results: Sequence[PeerResult],
+    params: Params,
+    entries: Sequence[dict[str, Any]],
+    path: Path,
+    text: str,
 ) -> None:
     def result_dict(r: PeerResult) -> dict[str, Any]:
         data = asdict(r)
@@ -848,6 +861,7 @@ def write_json(
         },
         "results": [result_dict(r) for r in results],
         "ratios": list(entries),
+        "table": text.splitlines(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -971,11 +985,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     entries = ratios(results, params)
+    text = f"{render(results, params)}\n\nratios (same run):\n{render_ratios(entries)}"
     print()
-    print(render(results, params))
-    print()
-    print("ratios (same run):")
-    print(render_ratios(entries))
+    print(text)
     print()
     print(
         NOTES.format(
@@ -986,7 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     if params.json_path is not None:
-        write_json(results, params, entries, params.json_path)
+        write_json(results, params, entries, params.json_path, text)
         print(f"\nresults: {params.json_path}")
     print(f"total run time {time.monotonic() - started:.1f}s")
     failed = [r.key for r in results if r.failed]
