@@ -60,7 +60,7 @@ _decode_chat: Final = msgspec.json.Decoder(_Frame).decode
 _decode_event: Final = msgspec.json.Decoder(tuple[str, _Frame]).decode
 
 
-class Client(WSListener):  # type: ignore[misc]
+class Client(WSListener):
     """One connection: counts what it receives for the worker."""
 
     def __init__(self, worker: Worker, room: int, sender: bool, socketio: bool) -> None:

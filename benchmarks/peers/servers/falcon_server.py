@@ -59,7 +59,7 @@ class ChatRoom:
             members.discard(ws)
 
 
-def create_app() -> falcon.asgi.App:
+def create_app() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     app = falcon.asgi.App()
     app.add_route("/ws/chat/{room}", ChatRoom())
     return app

@@ -34,7 +34,7 @@ from benchmarks.peers.servers._chat import (
 rooms: dict[str, tuple[Room, set[WSTransport]]] = {}
 
 
-class ChatListener(WSListener):  # type: ignore[misc]
+class ChatListener(WSListener):
     def __init__(self, room_name: str, user: str) -> None:
         self.room_name = room_name
         self.user = user
