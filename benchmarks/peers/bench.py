@@ -529,7 +529,7 @@ async def one_step(
         ],
         step_s + 20,
     )
-    per_room = [sum(r[1][room] for r in sent) for room in range(s.rooms)]
+    per_room = [sum(_at(r[1], room) for r in sent) for room in range(s.rooms)]
     step.sent = sum(per_room)
     step.send_lag_ms = max(r[2] for r in sent)
     expected = [sum(n * mine[room] for room, n in enumerate(per_room)) for mine in recipients]
@@ -557,6 +557,11 @@ async def one_step(
             step.cpu_us_per_delivery = step.server_cpu_s / step.received * 1e6
     _judge(step, params)
     return step
+
+
+def _at(counts: Sequence[int], room: int) -> int:
+    """A worker's count for ``room`` (a worker without clients there reports fewer rooms)."""
+    return counts[room] if room < len(counts) else 0
 
 
 def _latency(step: Step, latencies: array[int]) -> None:
