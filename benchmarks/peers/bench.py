@@ -118,6 +118,7 @@ class Step:
     stray: int = 0
     passed: bool = False
     why: str = ""
+    short: str = ""  # the reason, in a few words
 
     @property
     def ratio(self) -> float:
@@ -579,12 +580,16 @@ def _latency(step: Step, latencies: array[int]) -> None:
 def _judge(step: Step, params: Params) -> None:
     if step.closed:
         step.why = f"{step.closed} client(s) closed by the server"
+        step.short = "clients closed"
     elif step.sent < round(step.offered / params.scenario.clients * step.duration_s * 0.99):
         step.why = f"the load generator sent only {step.sent} messages (it could not keep up)"
+        step.short = "load generator behind"
     elif step.ratio < params.min_ratio:
         step.why = f"delivered {step.ratio:.4f} of {step.expected:,} within {params.drain_s:g}s"
+        step.short = f"delivered {step.ratio:.3f}"
     elif step.p99_ms is None or step.p99_ms > P99_BOUND_MS:
-        step.why = f"p99 {step.p99_ms:.1f} ms > {P99_BOUND_MS:g} ms"
+        step.why = f"p99 {_ms(step.p99_ms)} ms > {P99_BOUND_MS:g} ms"
+        step.short = f"p99 {_ms(step.p99_ms)} ms"
     step.passed = not step.why
     if not step.passed and (step.load_cpu_busy or 0) >= 0.95:
         step.why += " (the load CPU was saturated: the server may do better)"
@@ -705,11 +710,12 @@ def render(results: Sequence[PeerResult], params: Params) -> str:
         f"connect s ({params.idle_clients:,})",
         "connect x falcon",
         "peak RSS MB",
+        "first failed step",
     ]
     rows = []
     for r in results:
         if r.skipped:
-            rows.append([r.label, "skipped", *["-"] * 6])
+            rows.append([r.label, "skipped", *["-"] * 7])
             continue
         peak = max((s.rss_mb for s in r.steps if s.rss_mb is not None), default=None)
         vs_falcon = (
@@ -730,9 +736,17 @@ def render(results: Sequence[PeerResult], params: Params) -> str:
                 _num(r.connect_s, 2),
                 vs_falcon,
                 _num(peak),
+                _first_failure(r),
             ]
         )
     return table(headers, rows)
+
+
+def _first_failure(r: PeerResult) -> str:
+    if r.failed and not r.steps:
+        return "no step passed: " + r.failed.split(":")[0]
+    step = next((s for s in r.steps if not s.passed), None)
+    return "none" if step is None else f"{step.offered:,}/s: {step.short}"
 
 
 def ratios(results: Sequence[PeerResult], params: Params) -> list[dict[str, Any]]:
