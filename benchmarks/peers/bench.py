@@ -724,6 +724,8 @@ def render(results: Sequence[PeerResult], params: Params) -> str:
             else "-"
         )
         knee = _rate(r.knee) if r.steps else "failed"
+        if r.steps and r.knee is None:
+            knee = f"<{params.rates[0]:,}"
         if r.steps and r.knee == params.rates[-1]:
             knee = f">={knee}"
         rows.append(
