@@ -869,6 +869,7 @@ def write_json(
     entries: Sequence[dict[str, Any]],
     path: Path,
     text: str,
+    busy: Mapping[str, str],
 ) -> None:
     def result_dict(r: PeerResult) -> dict[str, Any]:
         data = asdict(r)
@@ -881,6 +882,7 @@ def write_json(
         "benchmark": "benchmarks.peers",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(),
+        "busy_without_the_benchmark": dict(busy),
         "params": {
             **{k: v for k, v in asdict(params).items() if k not in ("json_path", "scenario")},
             "scenario": asdict(params.scenario),
@@ -907,7 +909,17 @@ per worker; the gateway also sends the roster and history and announces every jo
 which the peers do not. "-": not measured, or the step was not passed."""
 
 
-async def main_async(params: Params) -> list[PeerResult]:
+async def background_load(seconds: float = 1.0) -> str:
+    """How busy each CPU is with nothing of the benchmark running: other work skews it."""
+    before = cpu_ticks()
+    await asyncio.sleep(seconds)  # a sampling window: there is no event to wait for
+    shares = {cpu: busy_share(before, cpu) for cpu in sorted(before)}
+    return ", ".join(f"CPU {cpu} {_share(share)}" for cpu, share in shares.items()) or "n/a"
+
+
+async def main_async(params: Params) -> tuple[list[PeerResult], dict[str, str]]:
+    busy = {"before": await background_load()}
+    print(f"busy before the run (other processes): {busy['before']}")
     plan = cpu_plan()
     if plan is not None:
         os.sched_setaffinity(0, {plan[0]})  # servers inherit CPU 0 from here
@@ -926,7 +938,9 @@ async def main_async(params: Params) -> list[PeerResult]:
             results.append(await measure(PEERS[key], workers, params, plan))
     finally:
         await workers.close()
-    return results
+    busy["after"] = await background_load()
+    print(f"\nbusy after the run (other processes): {busy['after']}")
+    return results, busy
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Params:
@@ -1008,7 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_header(params)
     started = time.monotonic()
     try:
-        results = run(main_async(params))
+        results, busy = run(main_async(params))
     except BenchmarkFailed as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -1026,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     if params.json_path is not None:
-        write_json(results, params, entries, params.json_path, text)
+        write_json(results, params, entries, params.json_path, text, busy)
         print(f"\nresults: {params.json_path}")
     print(f"total run time {time.monotonic() - started:.1f}s")
     failed = [r.key for r in results if r.failed]
