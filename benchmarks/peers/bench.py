@@ -30,7 +30,7 @@ from tests.system.cluster import cluster, free_port
 from falcon_pachinko.testing.nats import NatsServer
 
 from .. import BenchmarkFailed, machine_facts, run, table
-from ..fanout import _PRESENCE, GatewayProcess, process_cpu_s
+from ..fanout import _PRESENCE, _TICKS, GatewayProcess, process_cpu_s
 from .loadgen import TEXT_CHARS, worker_main
 
 LOOPBACK: Final = "127.0.0.1"
@@ -111,6 +111,9 @@ class Step:
     #: process and the kernel's softirq work: loopback TCP is partly charged there).
     server_cpu_busy: float | None = None
     load_cpu_busy: float | None = None
+    #: CPU used meanwhile by processes that are not the benchmark's (in CPUs): a
+    #: shared machine's other work, which skews the step.
+    other_cpus: float | None = None
     wall_s: float = 0.0
     rss_mb: float | None = None
     closed: int = 0
@@ -263,6 +266,15 @@ def cpu_ticks() -> dict[int, tuple[int, int]]:
                 steal = numbers[7]  # the hypervisor ran something else
                 ticks[int(name[3:])] = (sum(numbers) - idle - steal, sum(numbers) - steal)
     return ticks
+
+
+def task_cpu_s() -> float | None:
+    """CPU seconds every process on the machine spent (user + nice + system, no softirq)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        if fields[0] == "cpu":
+            return sum(int(v) for v in fields[1:4]) / _TICKS
+    return None
 
 
 def busy_share(before: Mapping[int, tuple[int, int]], cpu: int) -> float | None:
@@ -523,6 +535,7 @@ async def one_step(
     total_senders = s.rooms * s.senders
     t_start = time.monotonic() + 0.05
     cpu0, load0, ticks0 = running.cpu_s(), workers.cpu_s(), cpu_ticks()
+    all0, own0 = task_cpu_s(), time.process_time()
     sent = await workers.ask(
         [
             ("send", tag, messages_per_s * n / total_senders, step_s, t_start)
@@ -540,6 +553,10 @@ async def one_step(
     cpu1, t_end = running.cpu_s(), time.monotonic()
     step.wall_s = t_end - t_start
     step.load_cpu_s = workers.cpu_s() - load0
+    all1, own1 = task_cpu_s(), time.process_time()
+    if None not in (all0, all1, cpu0, cpu1):
+        ours = (cpu1 or 0) - (cpu0 or 0) + step.load_cpu_s + own1 - own0
+        step.other_cpus = max(0.0, ((all1 or 0) - (all0 or 0) - ours) / step.wall_s)
     step.rss_mb = running.rss_mb()
     if workers.plan is not None:
         step.server_cpu_busy, step.load_cpu_busy = (busy_share(ticks0, c) for c in workers.plan)
@@ -642,7 +659,8 @@ def _step_line(step: Step) -> str:
         f"p50 {_ms(step.p50_ms)} p99 {_ms(step.p99_ms)} ms, "
         f"server {_num(step.cpu_us_per_delivery)} µs/delivery, "
         f"load workers {step.load_cpu_s / step.wall_s:.0%} of a CPU; "
-        f"CPU busy: server {_share(step.server_cpu_busy)}, load {_share(step.load_cpu_busy)}; "
+        f"CPU busy: server {_share(step.server_cpu_busy)}, load {_share(step.load_cpu_busy)}, "
+        f"other processes {_num(step.other_cpus, 2)} CPU; "
         f"{verdict}"
     )
 
@@ -711,11 +729,12 @@ def render(results: Sequence[PeerResult], params: Params) -> str:
         "connect x falcon",
         "peak RSS MB",
         "first failed step",
+        "other CPUs max",
     ]
     rows = []
     for r in results:
         if r.skipped:
-            rows.append([r.label, "skipped", *["-"] * 7])
+            rows.append([r.label, "skipped", *["-"] * 8])
             continue
         peak = max((s.rss_mb for s in r.steps if s.rss_mb is not None), default=None)
         vs_falcon = (
@@ -739,6 +758,10 @@ def render(results: Sequence[PeerResult], params: Params) -> str:
                 vs_falcon,
                 _num(peak),
                 _first_failure(r),
+                _num(
+                    max((s.other_cpus for s in r.steps if s.other_cpus is not None), default=None),
+                    2,
+                ),
             ]
         )
     return table(headers, rows)
@@ -906,7 +929,9 @@ servers and redis-server) during the step / deliveries received. idle MB/1k conn
 growth of those processes per 1,000 connected idle clients (absolute, MiB). connect s: time
 for N clients to connect, join and receive the welcome, {concurrency} handshakes in flight
 per worker; the gateway also sends the roster and history and announces every join,
-which the peers do not. "-": not measured, or the step was not passed."""
+which the peers do not. other CPUs max: the most CPU (in CPUs) that processes
+other than the benchmark's used during one of the server's steps; well above 0, the
+machine was shared and that server's figures are skewed. "-": not measured."""
 
 
 async def background_load(seconds: float = 1.0) -> str:
