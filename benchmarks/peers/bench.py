@@ -976,7 +976,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     )
     parser.add_argument(
         "--rates",
-        default="2500,5000,10000,15000,20000,30000,40000,60000,80000,120000,160000",
+        default="1000,2500,5000,10000,15000,20000,30000,40000,60000,80000,120000,160000",
         help="offered deliveries/s of the steps, ascending",
     )
     parser.add_argument("--step-s", type=float, default=3.0, help="seconds of sending per step")
