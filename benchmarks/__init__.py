@@ -9,6 +9,8 @@ moment. See ``benchmarks/README.md``.
   WebSocket clients, in-process backend against NATS with one and two gateways.
 * ``python -m benchmarks.history``: reading durable rooms from JetStream, each
   mechanism against a baseline.
+* ``python -m benchmarks.peers``: the product beside hand-written servers on other
+  stacks (websockets, picows, Falcon, socket.io), same protocol, open-loop rate steps.
 
 This module holds what they share: the event loop, machine facts, table layout.
 """

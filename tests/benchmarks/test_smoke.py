@@ -6,6 +6,7 @@ something a test asserts.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
-def run_quick(module: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+def run_quick(module: str, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
     """``python -m <module> --quick`` from the repository root, bounded in time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
     result = subprocess.run(
-        [sys.executable, "-m", module, "--quick"],
+        [sys.executable, "-m", module, "--quick", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -75,3 +76,21 @@ def test_history_benchmark_prints_its_comparison() -> None:
         "NatsHistory.has: one direct get by seq",
     ):
         assert label in out
+
+
+def test_peers_benchmark_prints_its_table_and_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "peers.json"
+    out = run_quick("benchmarks.peers", "--json", str(results), timeout_s=90).stdout
+    assert "machine:" in out and "params:" in out and "pinning:" in out
+    header = next(line for line in out.splitlines() if line.startswith("server "))
+    for column in ("knee deliveries/s", "CPU µs/delivery @20k", "idle MB/1k conns", "connect"):
+        assert column in header
+    rows = [
+        line.split()[0] for line in out.splitlines() if line.startswith(("memory ", "websockets "))
+    ]
+    assert rows == ["memory", "websockets"]
+    assert "ratios (same run):" in out
+    assert "product knee / socketio knee" in out
+    document = json.loads(results.read_text())
+    assert [r["key"] for r in document["results"]] == ["memory", "websockets"]
+    assert all("knee" in r and "steps" in r for r in document["results"])
