@@ -323,6 +323,9 @@ class Fleet:
         self.urls = urls
         self.clients: list[Client] = []
         self.latencies: list[float] = []
+        #: With several gateways: latencies of deliveries across gateways, and within one.
+        self.across: list[float] = []
+        self.within: list[float] = []
         self.barrier_senders = max(params.senders, len(set(urls)))
         self.barrier_left = 0
         self.measured_left = 0
@@ -486,8 +489,13 @@ class Fleet:
                 self.progress.set()
             return
         now = time.monotonic()
-        self.latencies.append(now - float(sent_text))
+        latency = now - float(sent_text)
+        self.latencies.append(latency)
         sender, seq = int(sender_text), int(seq_text)
+        gateways = len(self.urls)
+        if gateways > 1:  # client i is on gateway i % gateways
+            same = sender % gateways == client.index % gateways
+            (self.within if same else self.across).append(latency)
         slot = sender * self.params.messages + seq
         if not self._seen[slot]:
             self._seen[slot] = 1
@@ -522,6 +530,8 @@ class Result:
     deliveries: int
     sent: int
     warnings: list[dict[str, Any]]
+    #: With several gateways: p50 within one gateway and across two (ms).
+    hop_p50_ms: tuple[float, float] | None = None
 
     @property
     def messages_per_s(self) -> float:
@@ -567,6 +577,11 @@ async def run_deployment(deployment: Deployment, params: Params) -> Result:
             max_ms=max(fleet.latencies) * 1e3,
             deliveries=len(fleet.latencies),
             sent=params.sent,
+            hop_p50_ms=(
+                (percentiles(fleet.within)[49] * 1e3, percentiles(fleet.across)[49] * 1e3)
+                if fleet.within and fleet.across
+                else None
+            ),
             warnings=[w for g in running.gateways for w in g.problems()],
         )
 
@@ -628,7 +643,7 @@ def render(results: Sequence[Result]) -> str:
         ]
         for r in results
     ]
-    return table(headers, rows) + _durability_cost(results)
+    return table(headers, rows) + _durability_cost(results) + _hop_cost(results)
 
 
 def _micros(value: float | None) -> str:
@@ -662,6 +677,20 @@ def _durability_cost(results: Sequence[Result]) -> str:
             f"{on.p50_ms / off.p50_ms:.2f}x p50 latency" + (f", {cpu}" if cpu else "")
             if off.p50_ms > 0
             else f"history on vs off ({on.deployment.backend}): no latency samples"
+        )
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _hop_cost(results: Sequence[Result]) -> str:
+    """With two gateways: what a delivery across gateways adds to one within a gateway."""
+    lines = []
+    for r in results:
+        if r.hop_p50_ms is None:
+            continue
+        within, across = r.hop_p50_ms
+        lines.append(
+            f"cross-gateway hop ({r.deployment.key}): p50 {within:.1f} ms within a gateway, "
+            f"{across:.1f} ms across gateways: {across - within:+.1f} ms"
         )
     return "".join(f"\n{line}" for line in lines)
 

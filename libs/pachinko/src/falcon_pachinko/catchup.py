@@ -74,22 +74,35 @@ class CatchUp(Generic[T]):
         self._last = after
         self._max_held = max_held
         self._held: list[tuple[int, T]] = []
+        #: The room's previous position of each held message, where known.
+        self._prev: dict[int, int] = {}
+        #: Set by :meth:`finish`: the first live message after the history does
+        #: not follow it (one in between never arrived); the adapter must end
+        #: the connection with a reconnectable code, as on overflow.
+        self.gap = False
 
     @property
     def last(self) -> int | None:
         """The last position passed on to the client (its cursor from now on)."""
         return self._last
 
-    def live(self, seq: int, item: T) -> list[T]:
-        """A live message at position ``seq``: what to send now (possibly nothing)."""
+    def live(self, seq: int, item: T, prev: int | None = None) -> list[T]:
+        """A live message at position ``seq``: what to send now (possibly nothing).
+
+        ``prev`` is the room's previous position before it, when the backend
+        tells: the first one held after the history must follow the history.
+        """
         if self.phase is Phase.LIVE:
             return self._pass([(seq, item)])
         if self.phase is Phase.READING:
             if len(self._held) >= self._max_held:
                 self.phase = Phase.OVERFLOWED
                 self._held.clear()
+                self._prev.clear()
             else:
                 self._held.append((seq, item))
+                if prev is not None:
+                    self._prev[seq] = prev
         return []
 
     def skip_through(self, seq: int) -> None:
@@ -127,12 +140,25 @@ class CatchUp(Generic[T]):
         return self._pass(entries)
 
     def finish(self) -> list[T]:
-        """The history is read: release what was held after it, and go live."""
+        """The history is read: release what was held after it, and go live.
+
+        The first held message after the last position sent must follow it
+        (its ``prev`` at or before it): the live feed checks each message
+        against the one before, but nothing else checks this first link.
+        Otherwise :attr:`gap` is set and nothing is released.
+        """
         if self.phase is not Phase.READING:
             return []
-        held, self._held = self._held, []
+        held, self._held = sorted(self._held, key=_position), []
+        prevs, self._prev = self._prev, {}
         self.phase = Phase.LIVE
-        return self._pass(sorted(held, key=_position))
+        last = self._last
+        if last is not None:
+            first = next((seq for seq, _ in held if seq > last), None)
+            if first is not None and prevs.get(first, last) > last:
+                self.gap = True
+                return []
+        return self._pass(held)
 
     def _pass(self, entries: Iterable[tuple[int, T]]) -> list[T]:
         out: list[T] = []

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 import structlog
@@ -360,8 +360,9 @@ class WebSocketConnectionManager(BackendSink):
         history = self.backend.history
         for room in self._replays.rooms_of(conn.id):
             pending = self._replays.take(room, conn.id)
-            if pending is None or history is None:
-                continue
+            if pending is None or history is None or pending.taken:
+                continue  # none, or another join's catch-up has it in hand
+            pending.taken = True
             try:
                 batches = await read(history, room, pending.replay)
             except BackendError:
@@ -387,6 +388,11 @@ class WebSocketConnectionManager(BackendSink):
         # What was held follows the history, all of it or none: a catch-up that
         # does not fit is a resume, not a slow consumer.
         released = pending.catchup.finish()
+        if pending.catchup.gap:
+            # A message after its history never arrived here: it resumes.
+            log.warning("pachinko.catch_up_gap")
+            self._resync(conn)
+            return
         if released:
             if not conn.offer_all([Send.of_utf8(m.data) for m in released]):
                 self._resync(conn)
@@ -469,7 +475,7 @@ class WebSocketConnectionManager(BackendSink):
             members = self._rooms.get(room)
             if not members or feed is not self._feeds.get(room):
                 return 0  # left, or rejoined afresh, meanwhile
-            if stored is not _UNREADABLE and not feed.behind(stored):
+            if stored is not _UNREADABLE and not feed.behind(cast("int | None", stored)):
                 return 0
             log.warning("pachinko.room_behind_store", members=len(members))
             closed = 0
@@ -677,7 +683,7 @@ class WebSocketConnectionManager(BackendSink):
             if pending is None:
                 self._offer(conn, frame)
             else:
-                self._hold(room, conn, pending, stored)
+                self._hold(room, conn, pending, stored, prev)
 
     def _fan_out(self, members: dict[str, Connection], frame: Send, exclude: str | None) -> None:
         # The hot loop: one frame object to every member. Offering never awaits
@@ -701,8 +707,10 @@ class WebSocketConnectionManager(BackendSink):
                 self._resync(conn)
         return verdict is Feed.DELIVER
 
-    def _hold(self, room: str, conn: Connection, pending: Pending, stored: Stored) -> None:
-        released = hold(pending, stored)
+    def _hold(
+        self, room: str, conn: Connection, pending: Pending, stored: Stored, prev: int | None
+    ) -> None:
+        released = hold(pending, stored, prev)
         if released is None:
             self._resync(conn)  # too much arrived while its history was read
             return
@@ -807,10 +815,12 @@ class WebSocketConnectionManager(BackendSink):
 
 
 #: The newest position of a room that could not be read.
-_UNREADABLE: Final = -1
+_UNREADABLE: Final = object()
 
 
-async def _newest(history: History, room: str, attempts: int, backoff_s: float) -> int | None:
+async def _newest(
+    history: History, room: str, attempts: int, backoff_s: float
+) -> int | None | object:
     # The room's newest stored position, retried with a doubling pause.
     for attempt in range(max(attempts, 1)):
         if attempt:

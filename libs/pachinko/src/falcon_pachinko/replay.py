@@ -72,12 +72,14 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True):
 class Pending:
     """One connection's catch-up in one room."""
 
-    __slots__ = ("catchup", "render", "replay")
+    __slots__ = ("catchup", "render", "replay", "taken")
 
     def __init__(self, replay: Replay, render: Render, max_held: int) -> None:
         self.replay = replay
         self.render = render
         self.catchup: CatchUp[Stored] = CatchUp(None, max_held=max_held)
+        #: A catch-up is reading its history (two concurrent joins must not both).
+        self.taken = False
 
     def caught_up(self, seq: int) -> bool:
         """Whether a live message at ``seq`` ends the catch-up's filtering.
@@ -177,9 +179,12 @@ def coverage(replay: Replay, batches: list[HistoryBatch]) -> int | None:
     return None if first is None else first.position.seq
 
 
-def hold(pending: Pending, stored: Stored) -> list[Stored] | None:
-    """Offer a live durable message to a catch-up: what to send now, ``None`` on overflow."""
-    out = pending.catchup.live(stored.position.seq, stored)
+def hold(pending: Pending, stored: Stored, prev: int | None = None) -> list[Stored] | None:
+    """Offer a live durable message to a catch-up: what to send now, ``None`` on overflow.
+
+    ``prev`` is the room's position before it, when the backend tells.
+    """
+    out = pending.catchup.live(stored.position.seq, stored, prev)
     if pending.catchup.phase is Phase.OVERFLOWED:
         return None
     return out

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import Any, Final
 
+import structlog
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
 
 from .wire import EXTENSION
+
+log = structlog.get_logger(__name__)
+
+#: Pending bytes of one connection that are handed to the transport at once:
+#: asyncio's default high-water mark for a transport's write buffer.
+_FLUSH_AT: Final = 64 * 1024
 
 __all__ = ["WebSocketProtocol"]
 
@@ -61,7 +68,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             del self.request, self.response
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)  # a close frame, a protocol error
+        # Reading may make uvicorn write (a close echo, a protocol error's close):
+        # what the library wrote before goes first.
+        if self._sink is not None:
+            self._sink.flush()
+        super().data_received(data)
         self._recheck()
 
     def pause_writing(self) -> None:
@@ -78,6 +89,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().send_keepalive_ping()
 
     def keepalive_timeout(self) -> None:
+        if self._sink is not None:
+            self._sink.flush()
         super().keepalive_timeout()
         self._recheck()
 
@@ -108,13 +121,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 class _Sink:
-    __slots__ = ("_flusher", "_pending", "_protocol", "ok")
+    __slots__ = ("_flusher", "_pending", "_pending_bytes", "_protocol", "ok")
 
     def __init__(self, protocol: WebSocketProtocol) -> None:
         self._protocol = protocol
         self._flusher = _flusher_of(protocol.loop)
         #: Frames written since the last flush, in order (``None``: none).
         self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
         #: Accepted, open, and below the high-water mark (kept by the protocol).
         self.ok = False
 
@@ -125,14 +139,24 @@ class _Sink:
         pending = self._pending
         if pending is None:
             self._pending = [data]
+            self._pending_bytes = len(data)
             self._flusher.due(self)
         else:
             pending.append(data)
+            self._pending_bytes += len(data)
+        if self._pending_bytes >= _FLUSH_AT:
+            # A turn's worth of frames past the high-water mark goes to the
+            # transport now: it pauses writing, and later frames queue (bounded).
+            self.flush()
 
     def flush(self) -> None:
         pending, self._pending = self._pending, None
-        if pending:
-            self._protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if not pending:
+            return
+        p = self._protocol
+        if p.close_sent or p.disconnected or p.transport.is_closing():
+            return  # a close frame went out: nothing may follow it
+        p.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def drained(self) -> None:
         await self._protocol.writable.wait()
@@ -146,21 +170,23 @@ class _Flusher:
     turn, so the cost of a write is paid per connection per turn, not per frame.
     """
 
-    __slots__ = ("_due", "_loop")
+    __slots__ = ("_due",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._due: list[_Sink] = []
 
     def due(self, sink: _Sink) -> None:
         if not self._due:
-            self._loop.call_soon(self._flush)
+            sink._protocol.loop.call_soon(self._flush)
         self._due.append(sink)
 
     def _flush(self) -> None:
         due, self._due = self._due, []
         for sink in due:
-            sink.flush()
+            try:
+                sink.flush()
+            except Exception:  # one broken transport must not strand the others
+                log.exception("pachinko.flush_failed")
 
 
 _FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
@@ -171,5 +197,5 @@ _FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
 def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
     flusher = _FLUSHERS.get(loop)
     if flusher is None:
-        flusher = _FLUSHERS[loop] = _Flusher(loop)
+        flusher = _FLUSHERS[loop] = _Flusher()
     return flusher

@@ -823,3 +823,19 @@ async def test_per_room_trims_keep_the_byte_count_and_the_order_bounded() -> Non
         await store.append("r", b"abc")
     assert store.stored_bytes == 6
     assert len(store._order) <= 2 * 2 + 1024  # stale entries are compacted away
+
+
+async def test_a_loss_while_the_first_member_reads_its_history_closes_with_resync(
+    hub: Hub,
+) -> None:
+    seqs = await publish(hub, "r", 2)
+    conn, sock = await hub.connect(accept=False)
+    await hub.manager.join_room(conn, "r", history=5)  # reading; the feed knows no base yet
+    lost = seqs[1] + 1  # stored, but its live copy never arrives here
+    hub.manager.deliver("r", b'{"n":9}', None, Position(seq=lost + 1, id="y", ts=0), lost)
+    await conn.accept()
+    await hub.manager.catch_up(conn)
+    await sock.wait_for(lambda: bool(sock.closes))
+    assert sock.closes[0][0] == CloseCode.RESYNC
+    seen = [m["seq"] for f in decoded(sock) for m in f.get("messages", [f])]
+    assert lost + 1 not in seen  # never the message after the hole

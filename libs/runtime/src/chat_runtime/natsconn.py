@@ -111,8 +111,13 @@ class NatsConnection:
 
     async def reconnected_done(self) -> None:
         """Wait for the ``on_reconnected`` callbacks of the last reconnect to finish."""
-        while self._resyncing is not None and not self._resyncing.done():
-            await asyncio.shield(self._resyncing)
+        while (task := self._resyncing) is not None and not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # the caller was cancelled
+                return  # the connection was drained meanwhile
 
     async def _on_closed(self) -> None:
         if not self.established.is_set():

@@ -1,0 +1,97 @@
+"""The uvicorn protocol that lends its sockets: ordering against uvicorn's own writes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.frames import Close, Frame, Opcode
+
+from falcon_pachinko.testing import scaled
+from falcon_pachinko.uvicorn_ws import WebSocketProtocol
+from falcon_pachinko.wire import EXTENSION, server_frame
+
+BOUND_S = scaled(1.0)
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.closing:
+            self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def lent() -> tuple[WebSocketProtocol, Transport, Any]:
+    sinks: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        sinks.put_nowait(scope["extensions"][EXTENSION])
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    config = Config(app, ws_per_message_deflate=False, log_config=None, lifespan="off")
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
+    transport = Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    async with asyncio.timeout(BOUND_S):
+        sink = await sinks.get()
+    return protocol, transport, sink
+
+
+def client_close(code: int = 1000) -> bytes:
+    frame = Frame(Opcode.CLOSE, Close(code, "").serialize())
+    return frame.serialize(mask=True, extensions=[])
+
+
+async def test_frames_written_before_the_peer_closes_go_out_before_the_close_echo() -> None:
+    protocol, transport, sink = await lent()
+    start = len(transport.out)
+    sink.write(server_frame(b'"room"'))  # this turn's fan-out, not flushed yet
+    protocol.data_received(client_close())  # uvicorn echoes the close now
+    await asyncio.sleep(0)  # the turn's flush
+    wire = bytes(transport.out[start:])
+    assert wire.index(b'"room"') < wire.index(b"\x88"), wire
+    assert not sink.writable()
+    sink.write(server_frame(b'"late"'))  # after the close: never on the wire
+    await asyncio.sleep(0)
+    assert b'"late"' not in transport.out
+
+
+async def test_a_turn_of_frames_past_the_high_water_mark_goes_to_the_transport_at_once() -> None:
+    protocol, transport, sink = await lent()
+    start = len(transport.out)
+    frame = server_frame(b"x" * 1000)
+    for _ in range(80):  # 80 KB in one turn
+        sink.write(frame)
+    assert len(transport.out) - start >= 64 * 1024  # flushed without waiting for the turn
+    protocol.connection_lost(None)
