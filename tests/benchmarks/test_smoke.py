@@ -56,12 +56,16 @@ def test_fanout_benchmark_prints_its_comparison() -> None:
     assert [row.split("  ")[0] for row in rows] == [
         "memory, live only (baseline)",
         "memory, history",
+        "memory, history, plain ASGI",
         "nats, live only",
         "nats + JetStream history",
+        "nats + history, plain ASGI",
         "nats + history, 2 gateways",
     ]
-    assert out.count("deliveries verified") == 5
+    assert out.count("deliveries verified") == 7
     assert "history on vs off (memory):" in out and "history on vs off (nats):" in out
+    assert "library writing the sockets vs plain ASGI (nats):" in out
+    assert "cross-gateway hop (nats2):" in out
 
 
 def test_history_benchmark_prints_its_comparison() -> None:
