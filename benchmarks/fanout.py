@@ -651,32 +651,28 @@ def _micros(value: float | None) -> str:
 
 
 def _durability_cost(results: Sequence[Result]) -> str:
-    """History on beside history off, same backend, same run: the cost of storing."""
+    """Pairs that differ in one thing, same run: what storing, and what ASGI, costs."""
     by_key = {r.deployment.key: r for r in results}
+    pairs = (
+        ("library writing the sockets vs plain ASGI", "memory-history", "memory-asgi"),
+        ("library writing the sockets vs plain ASGI", "nats", "nats-asgi"),
+        ("history on vs off", "memory-history", "memory"),
+        ("history on vs off", "nats", "nats-live"),
+    )
     lines = []
-    for fast, plain in (("memory-history", "memory-asgi"), ("nats", "nats-asgi")):
-        on, off = by_key.get(fast), by_key.get(plain)
-        if on is None or off is None or off.p50_ms <= 0:
+    for what, first, second in pairs:
+        on, off = by_key.get(first), by_key.get(second)
+        if on is None or off is None:
+            continue
+        label = f"{what} ({on.deployment.backend}):"
+        if off.p50_ms <= 0:
+            lines.append(f"{label} no latency samples")
             continue
         cpu_on, cpu_off = on.server_cpu_per_delivery_us, off.server_cpu_per_delivery_us
         cpu = f", {cpu_on / cpu_off:.2f}x server CPU per delivery" if cpu_on and cpu_off else ""
         lines.append(
-            f"library writing the sockets vs plain ASGI ({on.deployment.backend}): "
-            f"{on.deliveries_per_s / off.deliveries_per_s:.2f}x deliveries/s, "
+            f"{label} {on.deliveries_per_s / off.deliveries_per_s:.2f}x deliveries/s, "
             f"{on.p50_ms / off.p50_ms:.2f}x p50 latency{cpu}"
-        )
-    for durable, live in (("memory-history", "memory"), ("nats", "nats-live")):
-        on, off = by_key.get(durable), by_key.get(live)
-        if on is None or off is None:
-            continue
-        cpu_on, cpu_off = on.server_cpu_per_delivery_us, off.server_cpu_per_delivery_us
-        cpu = f"{cpu_on / cpu_off:.2f}x server CPU per delivery" if cpu_on and cpu_off else ""
-        lines.append(
-            f"history on vs off ({on.deployment.backend}): "
-            f"{on.deliveries_per_s / off.deliveries_per_s:.2f}x deliveries/s, "
-            f"{on.p50_ms / off.p50_ms:.2f}x p50 latency" + (f", {cpu}" if cpu else "")
-            if off.p50_ms > 0
-            else f"history on vs off ({on.deployment.backend}): no latency samples"
         )
     return "".join(f"\n{line}" for line in lines)
 

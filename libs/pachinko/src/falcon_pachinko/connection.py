@@ -318,14 +318,7 @@ class Connection:
         Returns:
             ``False`` if the connection is closed or was closed by this overflow.
         """
-        wire = self._wire
-        if (
-            wire is not None
-            and not self._in_flight
-            and self._session.may_write_now()
-            and wire.writable()
-        ):
-            wire.write(frame.wire)
+        if self._write_now(frame):
             return True
         queued = self._session.offer(frame, self._clock())
         self._perform()
@@ -398,7 +391,9 @@ class Connection:
 
     _offer = offer
 
-    async def _send(self, frame: Send) -> None:
+    def _write_now(self, frame: Send) -> bool:
+        # The fast path: nothing waits, the writer holds nothing, and the socket
+        # the server lent takes it now. Written whole, with no task switch.
         wire = self._wire
         if (
             wire is not None
@@ -406,8 +401,13 @@ class Connection:
             and self._session.may_write_now()
             and wire.writable()
         ):
-            wire.write(frame.wire)  # as room traffic: nothing waits, the socket takes it
-            return
+            wire.write(frame.wire)
+            return True
+        return False
+
+    async def _send(self, frame: Send) -> None:
+        if self._write_now(frame):
+            return  # as room traffic: nothing waits, the socket takes it
         was_closed = self._session.closed
         while True:
             admission = self._session.send(frame, self._clock())
