@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.config import Config
@@ -95,3 +96,40 @@ async def test_a_turn_of_frames_past_the_high_water_mark_goes_to_the_transport_a
         sink.write(frame)
     assert len(transport.out) - start >= 64 * 1024  # flushed without waiting for the turn
     protocol.connection_lost(None)
+
+
+def test_a_loop_that_served_connections_is_not_kept_alive() -> None:
+    import gc
+
+    from falcon_pachinko import uvicorn_ws
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def use() -> None:
+        loop = asyncio.get_running_loop()
+        uvicorn_ws._flusher_of(loop)
+        loops.append(weakref.ref(loop))
+
+    for _ in range(3):
+        asyncio.run(use())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
+
+
+async def test_one_failing_flush_strands_no_other_connection() -> None:
+    from falcon_pachinko.uvicorn_ws import _Flusher
+
+    flushed: list[str] = []
+
+    class Broken:
+        def flush(self) -> None:
+            raise RuntimeError("transport is gone")
+
+    class Fine:
+        def flush(self) -> None:
+            flushed.append("fine")
+
+    flusher = _Flusher()
+    flusher._due = [Broken(), Fine()]  # type: ignore[list-item]
+    flusher._flush()
+    assert flushed == ["fine"] and flusher._due == []
