@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m benchmarks.encode
 	$(BIN)/python -m benchmarks.fanout
 	$(BIN)/python -m benchmarks.history
+	$(BIN)/python -m benchmarks.jetstream
 	$(BIN)/python -m benchmarks.peers
 
 lint: install
