@@ -204,22 +204,29 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-def gateway_env(params: Params, deployment: Deployment) -> dict[str, str]:
+def base_gateway_env(backend: str, *, history: bool = True) -> dict[str, str]:
+    """A gateway as deployed, except what every benchmark must change."""
     return {
-        "CHAT_BACKEND": deployment.backend,
-        "CHAT_HISTORY": "true" if deployment.history else "false",
-        "CHAT_WS_PROTOCOL": deployment.ws,
+        "CHAT_BACKEND": backend,
+        "CHAT_HISTORY": "true" if history else "false",
         "CHAT_AUTH": "dev",
         "CHAT_HOST": LOOPBACK,
         "CHAT_PORT": "0",
         "CHAT_LOG_LEVEL": "warning",
         "CHAT_LOG_FORMAT": "json",
         "CHAT_ANNOUNCE_INTERVAL_S": "0",
-        "CHAT_OUTBOUND_QUEUE_MESSAGES": str(params.queue_messages),
-        "CHAT_OUTBOUND_QUEUE_BYTES": str(max(4 << 20, params.queue_messages * 4096)),
-        # Senders publish far faster than a person: the message budget is off.
+        # Senders publish far faster than a person: the message budget is off,
+        # and so is the per-gateway connection cap.
         "CHAT_RATE_PER_S": "0",
         "CHAT_MAX_CONNECTIONS": "0",
+    }
+
+
+def gateway_env(params: Params, deployment: Deployment) -> dict[str, str]:
+    return base_gateway_env(deployment.backend, history=deployment.history) | {
+        "CHAT_WS_PROTOCOL": deployment.ws,
+        "CHAT_OUTBOUND_QUEUE_MESSAGES": str(params.queue_messages),
+        "CHAT_OUTBOUND_QUEUE_BYTES": str(max(4 << 20, params.queue_messages * 4096)),
     }
 
 

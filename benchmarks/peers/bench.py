@@ -30,7 +30,7 @@ from tests.system.cluster import cluster, free_port
 from falcon_pachinko.testing.nats import NatsServer
 
 from .. import BenchmarkFailed, machine_facts, run, table
-from ..fanout import _PRESENCE, _TICKS, GatewayProcess, process_cpu_s
+from ..fanout import _PRESENCE, _TICKS, GatewayProcess, base_gateway_env, process_cpu_s
 from .loadgen import TEXT_CHARS, worker_main
 
 LOOPBACK: Final = "127.0.0.1"
@@ -297,24 +297,6 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def gateway_env(backend: str) -> dict[str, str]:
-    """As deployed (history on, default queues), except what a benchmark must change."""
-    return {
-        "CHAT_BACKEND": backend,
-        "CHAT_HISTORY": "true",
-        "CHAT_AUTH": "dev",
-        "CHAT_HOST": LOOPBACK,
-        "CHAT_PORT": "0",
-        "CHAT_LOG_LEVEL": "warning",
-        "CHAT_LOG_FORMAT": "json",
-        "CHAT_ANNOUNCE_INTERVAL_S": "0",
-        # Senders publish far faster than a person: the message budget is off,
-        # and so is the per-gateway connection cap (the idle mode goes past 1,000).
-        "CHAT_RATE_PER_S": "0",
-        "CHAT_MAX_CONNECTIONS": "0",
-    }
-
-
 def skip_reason(key: str) -> str | None:
     if key == "socketio" and shutil.which("redis-server") is None:
         return "redis-server is not on PATH (apt-get install redis-server)"
@@ -328,7 +310,9 @@ async def deployed(key: str) -> AsyncIterator[Running]:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-peers-"))
             chat = await stack.enter_async_context(cluster(Path(tmp), **_PRESENCE))
             rooms = await chat.rooms()
-            gateway = GatewayProcess("gateway", "chat_gateway", chat.env(**gateway_env("nats")))
+            gateway = GatewayProcess(
+                "gateway", "chat_gateway", chat.env(**base_gateway_env("nats"))
+            )
             chat.services.append(gateway)  # the cluster stops it
             await gateway.start()
             assert isinstance(chat.nats, NatsServer)
@@ -337,7 +321,7 @@ async def deployed(key: str) -> AsyncIterator[Running]:
             pids = {"gateway": gateway.pid, "chat-rooms": rooms.pid, "nats-server": nats.pid}
             yield Running([f"ws://{LOOPBACK}:{gateway.port}"], pids)
         elif key == "memory":
-            gateway = GatewayProcess("gateway", "chat_gateway", gateway_env("memory"))
+            gateway = GatewayProcess("gateway", "chat_gateway", base_gateway_env("memory"))
             stack.push_async_callback(gateway.stop)
             await gateway.start()
             yield Running([f"ws://{LOOPBACK}:{gateway.port}"], {"gateway": gateway.pid})

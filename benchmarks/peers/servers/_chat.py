@@ -86,3 +86,25 @@ def announce(port: int) -> None:
     """Tell the benchmark where this server listens (its first line on stdout)."""
     sys.stdout.write(f"LISTENING {port}\n")
     sys.stdout.flush()
+
+
+async def serve_on_uvicorn(app: Any, host: str, port: int) -> None:
+    """Serve an ASGI ``app`` as the gateway's uvicorn does, through plain ASGI.
+
+    It stops on SIGTERM and SIGINT.
+    """
+    import uvicorn  # only the ASGI peers need it
+
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    announce(sock.getsockname()[1])
+    await server.serve(sockets=[sock])

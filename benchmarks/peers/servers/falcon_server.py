@@ -12,16 +12,14 @@ import json
 
 import falcon
 import falcon.asgi
-import uvicorn
 import uvloop
 from falcon import WebSocketDisconnected
 
 from benchmarks.peers.servers._chat import (
     Room,
-    announce,
     arguments,
     chat_text,
-    listening_socket,
+    serve_on_uvicorn,
     welcome,
 )
 
@@ -67,19 +65,7 @@ def create_app() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
 
 async def main() -> None:
     args = arguments(__doc__ or "")
-    sock = listening_socket(args.host, args.port)
-    config = uvicorn.Config(
-        create_app(),
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)  # it stops on SIGTERM and SIGINT
-    announce(sock.getsockname()[1])
-    await server.serve(sockets=[sock])
+    await serve_on_uvicorn(create_app(), args.host, args.port)
 
 
 if __name__ == "__main__":

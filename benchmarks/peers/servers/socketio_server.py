@@ -19,15 +19,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import socketio
-import uvicorn
 import uvloop
 
 from benchmarks.peers.servers._chat import (
     Room,
-    announce,
     arguments,
     chat_text,
-    listening_socket,
+    serve_on_uvicorn,
     welcome,
 )
 
@@ -73,19 +71,7 @@ async def message(sid: str, data: Any) -> None:
 
 
 async def main() -> None:
-    sock = listening_socket(args.host, args.port)
-    config = uvicorn.Config(
-        socketio.ASGIApp(sio),
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)  # it stops on SIGTERM and SIGINT
-    announce(sock.getsockname()[1])
-    await server.serve(sockets=[sock])
+    await serve_on_uvicorn(socketio.ASGIApp(sio), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ class Connection:
         Returns:
             ``False`` if the connection is closed or was closed by this overflow.
         """
-        return self._offer(Send.of_text(text))
+        return self.offer(Send.of_text(text))
 
     def offer(self, frame: Send) -> bool:
         """Queue a prepared frame without waiting; overflow closes the connection.
@@ -334,7 +334,7 @@ class Connection:
             len(frames), sum(frame.size for frame in frames)
         ):
             return False
-        return all(self._offer(frame) for frame in frames)
+        return all(self.offer(frame) for frame in frames)
 
     def offer_bytes(self, data: bytes) -> bool:
         """Queue a room message of UTF-8 JSON bytes as a text frame, without waiting.
@@ -342,7 +342,7 @@ class Connection:
         Returns:
             ``False`` if the connection is closed or was closed by this overflow.
         """
-        return self._offer(Send.of_utf8(data))
+        return self.offer(Send.of_utf8(data))
 
     def receive(self, frame: str | bytes) -> Inbound:
         """Decide what a received frame is for (see :meth:`Session.receive`)."""
@@ -388,8 +388,6 @@ class Connection:
         self._perform()
 
     # -- performing the session's decisions ----------------------------------
-
-    _offer = offer
 
     def _write_now(self, frame: Send) -> bool:
         # The fast path: nothing waits, the writer holds nothing, and the socket
