@@ -103,6 +103,6 @@ def test_peers_benchmark_prints_its_table_and_ratios(tmp_path: Path) -> None:
 def test_jetstream_benchmark_prints_every_variant_beside_the_baseline() -> None:
     out = run_quick("benchmarks.jetstream").stdout
     assert "machine:" in out and "params:" in out
-    for label in ("as deployed: js.publish, file, id, republish (baseline)", "no republish"):
+    for label in ("NatsHistory.append, as deployed (baseline)", "no republish"):
         assert label in out
     assert out.count("x base") == 3

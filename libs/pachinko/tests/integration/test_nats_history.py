@@ -253,6 +253,80 @@ async def test_a_key_resent_is_a_duplicate_in_its_room_only(kit: Kit) -> None:
     ]
 
 
+async def test_unkeyed_messages_are_not_deduplicated_and_have_distinct_ids(kit: Kit) -> None:
+    history = await kit.history()
+    other = await kit.history()
+    same = b'{"same":1}'
+    sent = [await h.append("room", same) for h in (history, history, other, other)]
+    assert not any(a.duplicate for a in sent)
+    ids = [a.position.id for a in sent]
+    assert len(set(ids)) == 4, ids
+    page = await history.latest("room", limit=10)
+    assert [m.position for m in page.messages] == [a.position for a in sent]
+    # JetStream keeps no dedup entry for them: only keyed messages carry Nats-Msg-Id.
+    keyed = await history.append("room", b'{"keyed":1}', key="k-1")
+    nc = await kit.client()
+    js = nc.jetstream(timeout=BOUND_S)
+    raw = [await js.get_msg(history.stream, a.position.seq, direct=True) for a in sent]
+    assert all("Nats-Msg-Id" not in (m.headers or {}) for m in raw)
+    raw_keyed = await js.get_msg(history.stream, keyed.position.seq, direct=True)
+    assert (raw_keyed.headers or {}).get("Nats-Msg-Id") == keyed.position.id
+
+
+async def test_concurrent_appends_each_get_their_own_acknowledgement(kit: Kit) -> None:
+    backend, sink = await kit.backend()
+    await backend.broker.subscribe("room")
+    history = history_of(backend)
+    bodies = [b'{"n":%d}' % n for n in range(50)]
+    appended = await asyncio.gather(*(history.append("room", body) for body in bodies))
+    stored = {m.data: m.position for m in (await history.latest("room", limit=50)).messages}
+    assert {body: a.position for body, a in zip(bodies, appended, strict=True)} == stored
+    await sink.wait_for(lambda: len(sink.of("room")) == 50, "every republished copy")
+    assert {d.data: d.position for d in sink.of("room")} == stored
+
+
+async def test_a_refused_append_says_why(kit: Kit) -> None:
+    history = await kit.history(NatsHistoryConfig(stream="SMALL"))
+    nc = await kit.client()
+    js = nc.jetstream(timeout=BOUND_S)
+    config = await js.stream_info("SMALL")
+    await js.update_stream(config.config.evolve(max_msg_size=16))
+    with pytest.raises(BackendError, match="JetStream refused the message: .*size"):
+        await history.append("room", b'{"text":"longer than sixteen bytes"}')
+    await js.delete_stream("SMALL")
+    with pytest.raises(BackendError, match="no JetStream stream stores chat._h"):
+        await history.append("room", b"{}")
+    assert history._acks == {}
+
+
+async def test_an_unanswered_append_gives_up_in_time(kit: Kit) -> None:
+    history = await kit.history(start=False)
+    impostor = await kit.client()
+    await impostor.subscribe("chat._h.*", cb=_ignore)
+    await flush_sent(impostor, BOUND_S)
+    history._request_timeout_s = 0.2
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="did not acknowledge"):
+        await history.append("room", b"{}")
+    assert time.monotonic() - started < BOUND_S
+    assert history._acks == {}
+
+
+async def test_stopping_answers_appends_still_waiting(kit: Kit) -> None:
+    history = await kit.history(start=False)
+    impostor = await kit.client()
+    await impostor.subscribe("chat._h.*", cb=_ignore)
+    await flush_sent(impostor, BOUND_S)
+    waiting = asyncio.ensure_future(history.append("room", b"{}"))
+    async with asyncio.timeout(BOUND_S):
+        while not history._acks:
+            await asyncio.sleep(0)
+    await history.stop()
+    with pytest.raises(BackendError, match="did not acknowledge"):
+        async with asyncio.timeout(BOUND_S):
+            await waiting
+
+
 # -- reading ----------------------------------------------------------------------
 
 

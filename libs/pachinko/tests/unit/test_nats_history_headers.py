@@ -57,12 +57,23 @@ def test_the_first_message_of_a_room_has_prev_zero() -> None:
     assert parse_prev(with_headers(Nats_Last_Sequence="0"), 42) == 0
 
 
+def test_an_unkeyed_message_has_its_id_in_pachinko_id() -> None:
+    headers = with_headers(Nats_Msg_Id=None, Pachinko_Id="0123456789abcdef-2a")
+    position = parse_position(headers)
+    assert position is not None and position.id == "0123456789abcdef-2a"
+    # Pachinko-Id is the id when both are there; Nats-Msg-Id alone is the keyed case
+    # (and what messages stored before Pachinko-Id existed carry).
+    both = parse_position(with_headers(Pachinko_Id="0123456789abcdef-2a"))
+    assert both is not None and both.id == "0123456789abcdef-2a"
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         pytest.param({"Nats_Sequence": None}, id="no-seq"),
         pytest.param({"Nats_Msg_Id": None}, id="no-id"),
         pytest.param({"Nats_Msg_Id": ""}, id="empty-id"),
+        pytest.param({"Nats_Msg_Id": None, "Pachinko_Id": ""}, id="empty-pachinko-id"),
         pytest.param({"Pachinko_Time": None}, id="no-time"),
         pytest.param({"Nats_Sequence": "0"}, id="seq-zero"),
         pytest.param({"Nats_Sequence": "-3"}, id="seq-negative"),

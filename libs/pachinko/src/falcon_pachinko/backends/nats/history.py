@@ -16,7 +16,8 @@
   travels as core NATS traffic does (at most once): a process cut off meanwhile
   misses it, and tells from the next message's ``prev`` that it did.
 * **Positions.** ``seq`` is the stream sequence (shared by every room: a room's
-  sequence has gaps), ``id`` is the message's ``Nats-Msg-Id`` header, and
+  sequence has gaps), ``id`` is the message's ``Pachinko-Id`` header (or, for a
+  message sent with an idempotency key, its ``Nats-Msg-Id``), and
   ``ts`` is the ``Pachinko-Time`` header: the publisher's wall clock, in integer
   milliseconds, when it appended. It travels with the message, so the live copy
   and every later read report the same time. (JetStream's own store time has
@@ -26,8 +27,14 @@
   of (room, key): JetStream deduplicates by id across the whole stream within
   the dedup window, so the room is part of it. A duplicate is acknowledged with
   the first message's ``seq``, is not stored and is not republished; the first
-  message's position is read back and returned. Without a key, the id is random
-  (JetStream still remembers it for the dedup window).
+  message's position is read back and returned. Without a key there is nothing
+  to deduplicate: the message carries no ``Nats-Msg-Id`` (JetStream keeps no
+  dedup entry for it), and its id, in ``Pachinko-Id``, is this history's random
+  prefix and a counter.
+* **Acknowledgements.** An append is a plain publish whose reply subject is on
+  this history's own wildcard inbox (the one its reads use); the acknowledgement
+  is routed back by token and decoded once. Concurrent appends each wait for
+  their own, with no task and no subscription per append.
 * **Retention.** Each room keeps its last ``max_messages_per_room`` messages; the
   stream drops any older than ``max_age_s`` and, beyond ``max_bytes``, the oldest
   of all rooms. All three discard the oldest first, which :meth:`History.has
@@ -121,6 +128,7 @@ from ..base import History
 from .plumbing import EXCLUDE_HEADER, ORIGIN_HEADER, UNAVAILABLE
 
 __all__ = [
+    "ID_HEADER",
     "MIN_SERVER_VERSION",
     "MSG_ID_HEADER",
     "TIME_HEADER",
@@ -137,8 +145,11 @@ log = structlog.get_logger(__name__)
 
 #: When the message was appended: the publisher's wall clock, integer ms since the epoch.
 TIME_HEADER: Final = "Pachinko-Time"
-#: The message id; JetStream deduplicates on it within the dedup window.
+#: The id of a message sent with an idempotency key; JetStream deduplicates on it
+#: within the dedup window.
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+#: The id of a message sent without a key (nothing for JetStream to deduplicate).
+ID_HEADER: Final = "Pachinko-Id"
 #: Set by JetStream on republished and read messages: the stream sequence.
 SEQUENCE_HEADER: Final = "Nats-Sequence"
 #: Set by JetStream on republished messages: the previous sequence of the same subject.
@@ -290,14 +301,15 @@ def parse_position(headers: Mapping[str, str] | None) -> Position | None:
     """The position a stored message's headers give it, or ``None`` if they do not.
 
     ``seq`` is ``Nats-Sequence`` (set by JetStream on republished and read
-    messages), ``id`` is ``Nats-Msg-Id`` and ``ts`` is ``Pachinko-Time`` (set by
-    :meth:`NatsHistory.append`). Never raises.
+    messages), ``id`` is ``Pachinko-Id``, or ``Nats-Msg-Id`` for a keyed
+    message, and ``ts`` is ``Pachinko-Time`` (set by :meth:`NatsHistory.append`).
+    Never raises.
     """
     if not headers:
         return None
     seq = _uint(headers.get(SEQUENCE_HEADER))
     ts = _uint(headers.get(TIME_HEADER))
-    message = headers.get(MSG_ID_HEADER)
+    message = headers.get(ID_HEADER) or headers.get(MSG_ID_HEADER)
     if seq is None or seq < 1 or ts is None or not message:
         return None
     return Position(seq, message, ts)
@@ -312,6 +324,23 @@ def parse_prev(headers: Mapping[str, str], seq: int) -> int | None:
     if prev is None or prev >= seq:
         return None
     return prev
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish into a stream (the fields this history reads)."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_PUB_ACK: Final = msgspec.json.Decoder(_PubAck)
 
 
 class _Reply(NamedTuple):
@@ -361,6 +390,10 @@ class NatsHistory(History):
         self._inbox_lock = asyncio.Lock()
         self._tokens = itertools.count()
         self._waiting: dict[str, asyncio.Queue[Msg | None]] = {}
+        self._acks: dict[str, asyncio.Future[Msg | None]] = {}
+        #: Unkeyed ids: unique to this history object, then a counter.
+        self._id_prefix: Final = uuid.uuid4().hex[:16] + "-"
+        self._ids = itertools.count(1)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -428,6 +461,9 @@ class NatsHistory(History):
         self._inbox = None
         for queue in self._waiting.values():
             queue.put_nowait(None)
+        for future in self._acks.values():
+            if not future.done():
+                future.set_result(None)
         if sub is not None:
             with contextlib.suppress(*UNAVAILABLE, nats.errors.BadSubscriptionError):
                 await sub.unsubscribe()
@@ -442,32 +478,59 @@ class NatsHistory(History):
             # Never left in the client's reconnect buffer: the caller would be told
             # it failed, and then it would be stored.
             raise BackendError("NATS is not connected; the message was not stored")
-        msg_id = message_id(room, key) if key is not None else uuid.uuid4().hex
         ts = time.time_ns() // 1_000_000
-        headers = {ORIGIN_HEADER: self.node_id, MSG_ID_HEADER: msg_id, TIME_HEADER: str(ts)}
+        headers = {ORIGIN_HEADER: self.node_id, TIME_HEADER: str(ts)}
+        if key is not None:
+            msg_id = headers[MSG_ID_HEADER] = message_id(room, key)
+        else:
+            msg_id = headers[ID_HEADER] = f"{self._id_prefix}{next(self._ids):x}"
         if exclude is not None:
             headers[EXCLUDE_HEADER] = exclude
-        try:
-            ack = await self._js.publish(
-                subject, data, timeout=self._request_timeout_s, headers=headers
-            )
-        except nats.errors.MaxPayloadError as exc:
-            raise BackendError("the message is larger than NATS accepts; not stored") from exc
-        except nats.js.errors.NoStreamResponseError as exc:
-            raise BackendError(
-                f"no JetStream stream stores {subject}: is JetStream enabled and the "
-                "history started? The message was not stored"
-            ) from exc
-        except nats.js.errors.APIError as exc:
-            raise BackendError(f"JetStream refused the message: {exc.description}") from exc
-        except (TimeoutError, *UNAVAILABLE, nats.errors.Error) as exc:
-            raise BackendError(
-                "JetStream did not acknowledge the message; it may have been stored "
-                "(a retry with the same key is a duplicate)"
-            ) from exc
+        ack = await self._publish(subject, data, headers)
         if ack.duplicate:
             return Appended(await self._original(ack.seq, msg_id), duplicate=True)
         return Appended(Position(ack.seq, msg_id, ts))
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> _PubAck:
+        """Publish into the stream; JetStream's acknowledgement, or ``BackendError``."""
+        not_acknowledged = (
+            "JetStream did not acknowledge the message; it may have been stored "
+            "(a retry with the same key is a duplicate)"
+        )
+        inbox = await self._reply_inbox()
+        token = str(next(self._tokens))
+        future: asyncio.Future[Msg | None] = asyncio.get_running_loop().create_future()
+        self._acks[token] = future
+        try:
+            async with asyncio.timeout(self._request_timeout_s):
+                await self._nc.publish(subject, data, reply=f"{inbox}.{token}", headers=headers)
+                msg = await future
+        except nats.errors.MaxPayloadError as exc:
+            raise BackendError("the message is larger than NATS accepts; not stored") from exc
+        except (TimeoutError, *UNAVAILABLE, nats.errors.Error) as exc:
+            raise BackendError(not_acknowledged) from exc
+        finally:
+            del self._acks[token]
+        if msg is None:
+            raise BackendError(not_acknowledged)
+        status = msg.headers.get(_STATUS_HEADER) if msg.headers else None
+        if status == "503":  # no responders: nothing stores the subject
+            raise BackendError(
+                f"no JetStream stream stores {subject}: is JetStream enabled and the "
+                "history started? The message was not stored"
+            )
+        if status is not None:
+            description = (msg.headers or {}).get("Description", "")
+            raise BackendError(f"JetStream refused the message: {status} {description}".strip())
+        try:
+            ack = _PUB_ACK.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            raise BackendError(not_acknowledged) from exc
+        if ack.error is not None:
+            raise BackendError(f"JetStream refused the message: {ack.error.description}")
+        if ack.seq < 1:
+            raise BackendError(not_acknowledged)
+        return ack
 
     async def _original(self, seq: int, msg_id: str) -> Position:
         async with self._bounded("read the original of a duplicate"):
@@ -713,9 +776,14 @@ class NatsHistory(History):
         return self._inbox
 
     async def _on_reply(self, msg: Msg) -> None:
-        queue = self._waiting.get(msg.subject.rpartition(".")[2])
+        token = msg.subject.rpartition(".")[2]
+        queue = self._waiting.get(token)
         if queue is not None:
             queue.put_nowait(msg)
+            return
+        future = self._acks.get(token)
+        if future is not None and not future.done():
+            future.set_result(msg)
 
 
 def _check_limit(limit: int) -> None:
