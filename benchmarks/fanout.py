@@ -107,6 +107,8 @@ class Deployment:
     ws: str = "pachinko"
 
 
+#: Run only when named in ``--configs``: uvicorn's other WebSocket protocols.
+ON_REQUEST: Final = frozenset({"memory-websockets", "memory-wsproto"})
 DEPLOYMENTS: Final = {
     d.key: d
     for d in (
@@ -119,6 +121,14 @@ DEPLOYMENTS: Final = {
         Deployment("nats", "nats + JetStream history", "nats", 1),
         Deployment("nats-asgi", "nats + history, plain ASGI", "nats", 1, ws="websockets-sansio"),
         Deployment("nats2", "nats + history, 2 gateways", "nats", 2),
+        Deployment(
+            "memory-websockets",
+            "memory, history, uvicorn websockets",
+            "memory",
+            1,
+            ws="websockets",
+        ),
+        Deployment("memory-wsproto", "memory, history, uvicorn wsproto", "memory", 1, ws="wsproto"),
     )
 }
 BASELINE: Final = "memory"
@@ -663,6 +673,12 @@ def _durability_cost(results: Sequence[Result]) -> str:
     pairs = (
         ("library writing the sockets vs plain ASGI", "memory-history", "memory-asgi"),
         ("library writing the sockets vs plain ASGI", "nats", "nats-asgi"),
+        (
+            "library writing the sockets vs uvicorn websockets",
+            "memory-history",
+            "memory-websockets",
+        ),
+        ("library writing the sockets vs uvicorn wsproto", "memory-history", "memory-wsproto"),
         ("history on vs off", "memory-history", "memory"),
         ("history on vs off", "nats", "nats-live"),
     )
@@ -764,7 +780,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     parser.add_argument("--timeout", type=float, default=30.0, help="bound on each wait (s)")
     parser.add_argument(
         "--configs",
-        default=",".join(DEPLOYMENTS),
+        default=",".join(k for k in DEPLOYMENTS if k not in ON_REQUEST),
         help=f"comma-separated subset of {','.join(DEPLOYMENTS)} (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run with small numbers")

@@ -3,7 +3,8 @@
 Servers under test (each a real process on 127.0.0.1, started fresh):
 
 * ``product``: chat-gateway + chat-rooms + nats-server, durable history on;
-* ``memory``: the gateway alone, ``CHAT_BACKEND=memory``, history on;
+* ``memory``: the gateway alone, ``CHAT_BACKEND=memory``, history on; ``memory-asgi``
+  the same through plain ASGI, ``granian`` the same app on Granian;
 * ``websockets``, ``picows``, ``falcon``: hand-written rooms on those stacks
   (:mod:`benchmarks.peers.servers`);
 * ``socketio``: two python-socketio processes joined by Redis.

@@ -57,6 +57,8 @@ PEERS: Final = {
     for p in (
         Peer("product", "product", "gateway + rooms + nats-server, CHAT_HISTORY=true"),
         Peer("memory", "memory", "gateway alone, CHAT_BACKEND=memory, history on"),
+        Peer("memory-asgi", "memory, plain ASGI", "the same on uvicorn's websockets-sansio"),
+        Peer("granian", "memory, on Granian", "the gateway's app on Granian, plain ASGI"),
         Peer("websockets", "websockets", "bare websockets 17 + uvloop, broadcast()"),
         Peer("picows", "picows", "picows + uvloop, synchronous writes"),
         Peer("falcon", "falcon", "Falcon + uvicorn, hand-written rooms"),
@@ -320,8 +322,11 @@ async def deployed(key: str) -> AsyncIterator[Running]:
             assert nats is not None and gateway.proc is not None
             pids = {"gateway": gateway.pid, "chat-rooms": rooms.pid, "nats-server": nats.pid}
             yield Running([f"ws://{LOOPBACK}:{gateway.port}"], pids)
-        elif key == "memory":
-            gateway = GatewayProcess("gateway", "chat_gateway", base_gateway_env("memory"))
+        elif key in ("memory", "memory-asgi"):
+            env = base_gateway_env("memory")
+            if key == "memory-asgi":
+                env["CHAT_WS_PROTOCOL"] = "websockets-sansio"
+            gateway = GatewayProcess("gateway", "chat_gateway", env)
             stack.push_async_callback(gateway.stop)
             await gateway.start()
             yield Running([f"ws://{LOOPBACK}:{gateway.port}"], {"gateway": gateway.pid})
@@ -337,7 +342,8 @@ async def deployed(key: str) -> AsyncIterator[Running]:
             pids = {s.name: s.pid for s in servers} | {"redis-server": redis.pid}
             yield Running([f"ws://{LOOPBACK}:{s.port}" for s in servers], pids)
         else:
-            server = await _started(stack, PeerProcess(key, f"{key}_server"))
+            module = "granian_gateway" if key == "granian" else f"{key}_server"
+            server = await _started(stack, PeerProcess(key, module))
             yield Running([f"ws://{LOOPBACK}:{server.port}"], {key: server.pid})
 
 
