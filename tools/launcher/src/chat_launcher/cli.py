@@ -1,4 +1,4 @@
-"""The ``chat`` command line: ``chat up``, ``chat token`` and ``chat kick``."""
+"""The ``chat`` command line: ``chat up``, ``chat token``, ``chat kick`` and ``chat client``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ _UP_HELP = (
 _KICK_HELP = (
     "Close USER's connections on every gateway (only in ROOM with --room) with close "
     "code 4501, which clients take as final. Publishes one kick to CHAT_NATS_URL."
+)
+_CLIENT_HELP = (
+    "Join ROOM of the gateway at URL: lines read are sent, what arrives is printed with "
+    "its sender and time (/who: who is here, /older: older messages, /quit). It "
+    "reconnects and resumes by itself. At the end of input it waits until its messages "
+    "are echoed, then exits 0; 1 if the chat ended it or an echo did not come."
 )
 _TOKEN_HELP = (
     "Print a token for NAME, signed with CHAT_JWT_SECRET (honours CHAT_JWT_AUDIENCE, "
@@ -57,7 +63,9 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The ``chat`` argument parser, with its ``up`` and ``token`` sub-commands."""
     parser = argparse.ArgumentParser(prog="chat", description=_DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,token,kick}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{up,token,kick,client}"
+    )
     up = commands.add_parser("up", help="run everything until Ctrl-C", description=_UP_HELP)
     up.add_argument(
         "--gateways",
@@ -113,7 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help=f"close reason the clients see (default: {DEFAULT_REASON!r})",
     )
+    _add_client(commands)
     return parser
+
+
+def _add_client(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    client = commands.add_parser("client", help="chat in a terminal", description=_CLIENT_HELP)
+    client.add_argument(
+        "--url",
+        default=f"ws://127.0.0.1:{DEFAULT_PORT}",
+        metavar="URL",
+        help=f"the gateway (default: ws://127.0.0.1:{DEFAULT_PORT})",
+    )
+    client.add_argument("--room", required=True, metavar="ROOM", help="the room to join")
+    who = client.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="NAME", help="your name (a gateway with CHAT_AUTH=dev)")
+    who.add_argument("--token", metavar="TOKEN", help="a token (chat token NAME)")
+    client.add_argument(
+        "--since", type=_int_in(0, 2**63 - 1), metavar="SEQ", help="resume after this seq"
+    )
+    client.add_argument(
+        "--echo-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="at the end of input, how long to wait for echoes (default: 10)",
+    )
 
 
 def up_options(args: argparse.Namespace) -> UpOptions:
@@ -136,6 +169,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: Text
     args = build_parser().parse_args(argv)
     if args.command == "token":
         return run_token(args.name, args.ttl, environ, out, err)
+    if args.command == "client":
+        from .client import run_client
+
+        return run_client(args, out, err)
     if args.command == "kick":
         from .kick import run_kick
 
