@@ -59,6 +59,7 @@ PEERS: Final = {
         Peer("memory", "memory", "gateway alone, CHAT_BACKEND=memory, history on"),
         Peer("memory-asgi", "memory, plain ASGI", "the same on uvicorn's websockets-sansio"),
         Peer("granian", "memory, on Granian", "the gateway's app on Granian, plain ASGI"),
+        Peer("picows-gateway", "memory, on picows", "the gateway's app on a picows bridge"),
         Peer("websockets", "websockets", "bare websockets 17 + uvloop, broadcast()"),
         Peer("picows", "picows", "picows + uvloop, synchronous writes"),
         Peer("falcon", "falcon", "Falcon + uvicorn, hand-written rooms"),
@@ -342,9 +343,13 @@ async def deployed(key: str) -> AsyncIterator[Running]:
             pids = {s.name: s.pid for s in servers} | {"redis-server": redis.pid}
             yield Running([f"ws://{LOOPBACK}:{s.port}" for s in servers], pids)
         else:
-            module = "granian_gateway" if key == "granian" else f"{key}_server"
+            module = _MODULES.get(key, f"{key}_server")
             server = await _started(stack, PeerProcess(key, module))
             yield Running([f"ws://{LOOPBACK}:{server.port}"], {key: server.pid})
+
+
+#: Peer servers whose script is not ``<key>_server``.
+_MODULES: Final = {"granian": "granian_gateway", "picows-gateway": "picows_gateway"}
 
 
 def _redis_process() -> PeerProcess:

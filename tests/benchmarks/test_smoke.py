@@ -109,8 +109,13 @@ def test_jetstream_benchmark_prints_every_variant_beside_the_baseline() -> None:
 
 
 def test_the_gateway_app_runs_under_each_server_the_peer_table_compares() -> None:
-    out = run_quick("benchmarks.peers", "--only", "memory-asgi,granian", "--no-json", timeout_s=90)
+    servers = "memory-asgi,granian,picows-gateway"
+    out = run_quick("benchmarks.peers", "--only", servers, "--no-json", timeout_s=120)
     rows = [line for line in out.stdout.splitlines() if line.startswith("memory, ")]
-    assert [row.split("  ")[0] for row in rows] == ["memory, plain ASGI", "memory, on Granian"]
+    assert [row.split("  ")[0] for row in rows] == [
+        "memory, plain ASGI",
+        "memory, on Granian",
+        "memory, on picows",
+    ]
     # Each served its clients: a knee, not "failed", in its row.
     assert all(row.split()[3].startswith(">=") for row in rows), rows
