@@ -20,7 +20,15 @@ from collections import deque
 from typing import Any, Final
 
 import uvloop
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    ws_create_server,
+)
 
 from benchmarks.fanout import base_gateway_env
 from chat_gateway.app import create_app
@@ -90,7 +98,7 @@ class _Sink:
             await asyncio.sleep(0.005)
 
 
-class _Bridge(WSListener):  # type: ignore[misc]
+class _Bridge(WSListener):
     """One WebSocket connection as an ASGI ``websocket`` scope."""
 
     def __init__(self, app: Any, request: WSUpgradeRequest, flusher: _Flusher) -> None:
@@ -146,7 +154,7 @@ class _Bridge(WSListener):  # type: ignore[misc]
         elif kind == WSMsgType.PING:
             transport.send_pong(frame.get_payload_as_bytes())
         elif kind == WSMsgType.CLOSE:
-            code = frame.get_close_code() or _NO_STATUS
+            code = int(frame.get_close_code().value or _NO_STATUS)
             self._close(code if code != _NO_STATUS else 1000)
             self._arrive({"type": "websocket.disconnect", "code": code})
 
@@ -191,7 +199,7 @@ class _Bridge(WSListener):  # type: ignore[misc]
         self.closed = True
         if self.sink is not None:
             self.sink.flush()
-        self.transport.send_close(code, reason.encode())
+        self.transport.send_close(WSCloseCode(code), reason.encode())
         self.transport.disconnect(graceful=True)
 
 
