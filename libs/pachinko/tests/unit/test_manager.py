@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from falcon_pachinko import Backend, Connection, Member, WebSocketConnectionManager
 from falcon_pachinko.backends import InProcessBroker, InProcessPresence
@@ -590,3 +592,37 @@ async def test_kick_checks_its_arguments(
 async def test_a_reason_of_123_bytes_is_accepted(make_hub: Any) -> None:
     hub = await make_hub()
     assert await hub.manager.kick("alice", reason="x" * 123) == 0
+
+
+_member_ops = st.lists(
+    st.tuples(
+        st.booleans(),  # join (True) or leave
+        st.sampled_from(["lobby", "other"]),
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.sampled_from(["alice", "bob", None]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_member_ops)
+def test_in_process_connections_of_counts_what_the_members_say(ops: list[Any]) -> None:
+    # Counted as members come and go (asked on every join, never a scan of every
+    # room), it must equal the distinct connections holding the label now.
+    async def run() -> None:
+        presence = InProcessPresence()
+        members: dict[tuple[str, str], Member] = {}
+        for joined, room, conn_id, label in ops:
+            member = Member(connection_id=conn_id, presence=label)
+            if joined:
+                await presence.member_joined(room, member)
+                members[(room, conn_id)] = member
+            else:
+                await presence.member_left(room, member)
+                members.pop((room, conn_id), None)
+            for identity in ("alice", "bob"):
+                expected = {m.connection_id for m in members.values() if m.presence == identity}
+                assert await presence.connections_of(identity) == len(expected)
+
+    asyncio.run(run())

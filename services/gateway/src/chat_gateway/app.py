@@ -26,6 +26,7 @@ from falcon_pachinko import (
     WorkerController,
 )
 from falcon_pachinko.backends.nats.history import NatsHistoryConfig
+from falcon_pachinko.batcher import PresenceBatcher
 
 from .auth import auth_middleware
 from .metrics import Metrics
@@ -184,7 +185,10 @@ def create_app(
         stamp=stamp,
     )
     # On its own the gateway decides presence; in a cluster the rooms service does.
-    conn_mgr.on_presence = presence_announcer(conn_mgr.broadcast_to_room)
+    presence = PresenceBatcher(
+        presence_announcer(conn_mgr.broadcast_to_room), window_s=settings.presence_batch_s
+    )
+    conn_mgr.on_presence = presence
     metrics.watch(conn_mgr)
     ws_app = cast(PachinkoApp, app)
     ws_app.add_websocket_route(
@@ -219,5 +223,6 @@ def create_app(
         yield
         readiness.started = False
         await controller.stop()
+        await presence.close()
 
     return app

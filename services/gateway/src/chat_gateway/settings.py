@@ -62,6 +62,12 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: not per connection). The rooms service's CHAT_PRESENCE_TTL_S must be a few
     #: times longer (5 s by default, three heartbeats and some).
     heartbeat_interval_s: PositiveFloat = 1.5
+    #: With ``CHAT_BACKEND=memory`` (the gateway decides presence itself):
+    #: presence news that follows the last within this many seconds waits and goes
+    #: out with it, in one batch: when many join a room at once, each member's
+    #: arrivals then cost one socket write per batch instead of one each. News
+    #: after a quiet moment goes out at once. 0 sends each change on its own.
+    presence_batch_s: Annotated[float, Meta(ge=0, le=1)] = 0.05
     #: ``jwt``: verify an HS256 token given as ``?token=``. ``dev``: trust
     #: ``?user=Name`` (development only; a warning is logged).
     auth: Literal["jwt", "dev"] = "jwt"

@@ -420,3 +420,26 @@ async def test_one_user_may_hold_at_most_the_cap_of_connections(
     # Her connections are gone: she may connect again.
     async with connect(chat_url(server, "general", "Ann")) as again:
         await again.expect("serverPresence")
+
+
+async def test_arrivals_close_together_are_announced_once_each_in_order(
+    start_gateway: StartGateway,
+) -> None:
+    # They come within the batching window of one another: held and sent together
+    # (one write per member), never dropped, doubled or reordered.
+    window_s = 0.3
+    server = await start_gateway(CHAT_PRESENCE_BATCH_S=str(window_s))
+    async with contextlib.AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(connect(chat_url(server, "general", "Watcher")))
+        await watcher.expect("serverPresence")
+        names = [f"User{i}" for i in range(5)]
+        for name in names:
+            client = await stack.enter_async_context(connect(chat_url(server, "general", name)))
+            await client.expect("serverPresence")
+        last_joined = time.monotonic()
+        arrivals = [(await watcher.expect("serverUserJoined"))["payload"]["user"] for _ in names]
+        assert arrivals == names
+        assert time.monotonic() - last_joined < scaled(window_s + 1.0)
+        await stack.aclose()
+    news = [m for m in watcher.received if m["type"] == "serverUserJoined"]
+    assert len(news) == len(names)

@@ -13,6 +13,7 @@ from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
 from chat_runtime.lifecycle import run_nats_service
 from chat_runtime.natsconn import NatsConnection
 from falcon_pachinko.backends.nats import NatsBroker, new_node_id
+from falcon_pachinko.batcher import PresenceBatcher
 from falcon_pachinko.directory import Directory
 from falcon_pachinko.subjects import Subjects
 
@@ -36,19 +37,22 @@ async def run(settings: Settings) -> int:
 
     @contextlib.asynccontextmanager
     async def directory_running() -> AsyncIterator[dict[str, Any]]:
-        directory = _directory(settings, conn, registry)
+        directory, presence = _directory(settings, conn, registry)
         await directory.start()
         conn.on_reconnected.append(directory.request_resync)
         try:
             yield {"ttl_s": settings.presence_ttl_s}
         finally:
             await directory.stop()
+            await presence.close()  # what the directory decided last is announced
 
     address = (settings.metrics_host, settings.metrics_port)
     return await run_nats_service("rooms", settings, conn, registry, address, directory_running)
 
 
-def _directory(settings: Settings, conn: NatsConnection, registry: CollectorRegistry) -> Directory:
+def _directory(
+    settings: Settings, conn: NatsConnection, registry: CollectorRegistry
+) -> tuple[Directory, PresenceBatcher]:
     directory = Directory(
         conn.client,
         Subjects(SUBJECT_PREFIX),
@@ -61,5 +65,8 @@ def _directory(settings: Settings, conn: NatsConnection, registry: CollectorRegi
     broker = NatsBroker(conn.client, Subjects(SUBJECT_PREFIX), new_node_id())
     rules = PresenceRules(broker, metrics)
     directory.on_lost = rules.on_lost
-    directory.on_presence = rules.on_presence
-    return directory
+    # Arrivals that come close together are announced together: one write per
+    # member per batch on the gateways, not one per arrival.
+    presence = PresenceBatcher(rules.on_presence, window_s=settings.presence_batch_s)
+    directory.on_presence = presence
+    return directory, presence

@@ -29,6 +29,11 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: within it is neither announced as left nor as joined. 5 s covers a client's
     #: first reconnect attempts with back-off.
     presence_grace_s: Annotated[float, Meta(ge=0)] = 5.0
+    #: Presence news that follows the last within this many seconds waits and goes
+    #: out with it, in one batch: when many join a room at once, each member's
+    #: arrivals then cost one socket write per batch instead of one each. News
+    #: after a quiet moment goes out at once. 0 sends each change on its own.
+    presence_batch_s: Annotated[float, Meta(ge=0, le=1)] = 0.05
     #: Health and metrics endpoint. Loopback unless deliberately exposed.
     metrics_host: str = "127.0.0.1"
     #: 0 picks a free port (it is logged with ``service.ready``).

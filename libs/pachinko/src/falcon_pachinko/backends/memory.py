@@ -70,6 +70,9 @@ class InProcessPresence(Presence):
     def __init__(self) -> None:
         self._sink: PresenceSink | None = None
         self._members: dict[str, dict[str, Member]] = {}
+        # identity -> connection id -> rooms it is in under that label: a user's
+        # connection count without a scan of every room (asked on every join).
+        self._by_identity: dict[str, dict[str, int]] = {}
         self._tracker = PresenceTracker()
         self._shutting_down = False
 
@@ -79,13 +82,19 @@ class InProcessPresence(Presence):
 
     async def stop(self) -> None:
         self._members.clear()
+        self._by_identity.clear()
         self._tracker = PresenceTracker()
 
     def begin_shutdown(self) -> None:
         self._shutting_down = True
 
     async def member_joined(self, room: str, member: Member) -> None:
-        self._members.setdefault(room, {})[member.connection_id] = member
+        members = self._members.setdefault(room, {})
+        self._uncount(members.get(member.connection_id))
+        members[member.connection_id] = member
+        if member.presence is not None:
+            held = self._by_identity.setdefault(member.presence, {})
+            held[member.connection_id] = held.get(member.connection_id, 0) + 1
         change = self._tracker.add(room, member.presence, member.connection_id)
         if change is not None and self._sink is not None:
             await self._sink.presence_changed(change)
@@ -95,11 +104,24 @@ class InProcessPresence(Presence):
         joined = members.pop(member.connection_id, None) if members is not None else None
         if members is not None and not members:
             del self._members[room]
+        self._uncount(joined)
         # The label it joined with: it may have been relabelled since.
         label = joined.presence if joined is not None else member.presence
         change = self._tracker.remove(room, label, member.connection_id)
         if change is not None and self._sink is not None and not self._shutting_down:
             await self._sink.presence_changed(change)
+
+    def _uncount(self, member: Member | None) -> None:
+        if member is None or member.presence is None:
+            return
+        held = self._by_identity.get(member.presence)
+        if held is None or member.connection_id not in held:
+            return
+        held[member.connection_id] -= 1
+        if held[member.connection_id] == 0:
+            del held[member.connection_id]
+            if not held:
+                del self._by_identity[member.presence]
 
     async def rooms_by_prefix(self, prefix: str) -> list[str]:
         return sorted(r for r, m in self._members.items() if m and r.startswith(prefix))
@@ -111,14 +133,7 @@ class InProcessPresence(Presence):
         return self._tracker.identities(room)
 
     async def connections_of(self, identity: str) -> int:
-        return len(
-            {
-                m.connection_id
-                for ms in self._members.values()
-                for m in ms.values()
-                if m.presence == identity
-            }
-        )
+        return len(self._by_identity.get(identity, ()))
 
 
 class InProcessHistory(History):
