@@ -273,6 +273,21 @@ async def test_unkeyed_messages_are_not_deduplicated_and_have_distinct_ids(kit: 
     assert (raw_keyed.headers or {}).get("Nats-Msg-Id") == keyed.position.id
 
 
+async def test_legacy_ids_put_every_id_in_nats_msg_id_for_older_readers(kit: Kit) -> None:
+    history = await kit.history(NatsHistoryConfig(legacy_ids=True))
+    sent = [await history.append("room", b'{"same":1}') for _ in range(2)]
+    assert not any(a.duplicate for a in sent)
+    assert sent[0].position.id != sent[1].position.id
+    js = (await kit.client()).jetstream(timeout=BOUND_S)
+    for appended in sent:
+        raw = await js.get_msg(history.stream, appended.position.seq, direct=True)
+        headers = raw.headers or {}
+        assert headers.get("Nats-Msg-Id") == appended.position.id
+        assert "Pachinko-Id" not in headers
+    page = await history.latest("room", limit=10)
+    assert [m.position for m in page.messages] == [a.position for a in sent]
+
+
 async def test_concurrent_appends_each_get_their_own_acknowledgement(kit: Kit) -> None:
     backend, sink = await kit.backend()
     await backend.broker.subscribe("room")
@@ -310,6 +325,71 @@ async def test_an_unanswered_append_gives_up_in_time(kit: Kit) -> None:
         await history.append("room", b"{}")
     assert time.monotonic() - started < BOUND_S
     assert history._acks == {}
+
+
+async def _answer_with(nc: Client, payload: bytes) -> None:
+    async def respond(msg: Any) -> None:
+        await nc.publish(msg.reply, payload)
+
+    await nc.subscribe("chat._h.*", cb=respond)
+    await flush_sent(nc, BOUND_S)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"not json", "did not acknowledge"),
+        (b"[]", "did not acknowledge"),
+        (b'{"stream":"CHAT_HISTORY","seq":0}', "did not acknowledge"),
+        (b'{"error":{"code":503,"err_code":10077,"description":"no space"}}', "no space"),
+    ],
+)
+async def test_an_answer_that_is_no_acknowledgement_is_an_error(
+    kit: Kit, answer: bytes, error: str
+) -> None:
+    history = await kit.history(start=False)
+    await _answer_with(await kit.client(), answer)
+    with pytest.raises(BackendError, match=error):
+        await history.append("room", b"{}")
+    assert history._acks == {}
+
+
+async def test_a_late_acknowledgement_answers_nobody(kit: Kit) -> None:
+    history = await kit.history(start=False)
+    impostor = await kit.client()
+    held: list[Any] = []
+    both_held = asyncio.Event()
+
+    async def hold(msg: Any) -> None:
+        held.append(msg)
+        if len(held) == 2:
+            both_held.set()
+
+    await impostor.subscribe("chat._h.*", cb=hold)
+    await flush_sent(impostor, BOUND_S)
+    history._request_timeout_s = 0.2
+    with pytest.raises(BackendError, match="did not acknowledge"):
+        await history.append("room", b'{"first":1}')
+    # The first one's acknowledgement comes now, while the second one waits.
+    second = asyncio.ensure_future(history.append("room", b'{"second":1}'))
+    async with asyncio.timeout(BOUND_S):
+        await both_held.wait()
+    await impostor.publish(held[0].reply, b'{"stream":"CHAT_HISTORY","seq":7}')
+    await impostor.publish(held[1].reply, b'{"stream":"CHAT_HISTORY","seq":8}')
+    appended = await second
+    assert appended.position.seq == 8
+    assert history._acks == {}
+
+
+async def test_a_stopped_history_refuses_at_once(kit: Kit) -> None:
+    history = await kit.history()
+    await history.append("room", b"{}")
+    await history.stop()
+    with pytest.raises(BackendError, match="stopped"):
+        await history.append("room", b"{}")
+    with pytest.raises(BackendError, match="stopped"):
+        await history.latest("room", limit=1)
+    assert history._inbox_sub is None
 
 
 async def test_stopping_answers_appends_still_waiting(kit: Kit) -> None:

@@ -111,6 +111,7 @@ def history_config(settings: Settings) -> NatsHistoryConfig | None:
         max_bytes=settings.history_max_bytes,
         dedup_window_s=settings.history_dedup_window_s,
         replicas=settings.history_replicas,
+        legacy_ids=settings.history_legacy_ids,
     )
 
 

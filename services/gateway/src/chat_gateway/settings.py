@@ -196,6 +196,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: JetStream replicas of the history stream: 1 for one NATS server, 3 for a
     #: three-node cluster (survives the loss of a node).
     history_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    #: Every stored message carries its id in ``Nats-Msg-Id``, as gateways that
+    #: predate ``Pachinko-Id`` read it: only during a rolling update from one.
+    history_legacy_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.ws_max_bytes < _MIN_FRAME_BYTES:

@@ -234,6 +234,10 @@ class NatsHistoryConfig(msgspec.Struct, frozen=True, kw_only=True):
         dedup_window_s: How long an idempotency key is remembered.
         replicas: Copies of the stream in a JetStream cluster (1 to 5).
         storage: ``"file"`` (survives restarts) or ``"memory"``.
+        legacy_ids: Give every message its id in ``Nats-Msg-Id``, keyed or not, as
+            processes that predate ``Pachinko-Id`` read it: for a rolling update
+            from such a version (then unkeyed messages cost JetStream a dedup
+            entry each, as they did). Processes of this version read both.
     """
 
     stream: str | None = None
@@ -249,6 +253,8 @@ class NatsHistoryConfig(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     #: Durable rooms are meant to survive a restart of NATS.
     storage: Literal["file", "memory"] = "file"
+    #: Only while processes that read ids from ``Nats-Msg-Id`` alone still run.
+    legacy_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.stream is not None:
@@ -281,7 +287,8 @@ def message_id(room: str, key: str) -> str:
     """The id of the message sent to ``room`` with idempotency key ``key``.
 
     JetStream deduplicates across the whole stream, so the room is part of it: the
-    same key in two rooms names two messages. 32 hex digits, like a random id.
+    same key in two rooms names two messages. 32 hex digits (an unkeyed message's
+    id is a random prefix, ``-`` and a counter: the two never meet).
     """
     digest = hashlib.blake2b(digest_size=16, person=b"pachinko.msg-id")
     room_bytes = room.encode("utf-8", "surrogatepass")
@@ -394,6 +401,7 @@ class NatsHistory(History):
         #: Unkeyed ids: unique to this history object, then a counter.
         self._id_prefix: Final = uuid.uuid4().hex[:16] + "-"
         self._ids = itertools.count(1)
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -429,6 +437,7 @@ class NatsHistory(History):
                 the configuration.
         """
         config = self.stream_config()
+        self._stopped = False
         if not self._nc.is_connected:
             raise BackendError("NATS is not connected; cannot set up the history stream")
         check_server_version(_announced_version(self._nc))
@@ -457,6 +466,7 @@ class NatsHistory(History):
             ) from exc
 
     async def stop(self) -> None:
+        self._stopped = True
         sub, self._inbox_sub = self._inbox_sub, None
         self._inbox = None
         for queue in self._waiting.values():
@@ -482,6 +492,8 @@ class NatsHistory(History):
         headers = {ORIGIN_HEADER: self.node_id, TIME_HEADER: str(ts)}
         if key is not None:
             msg_id = headers[MSG_ID_HEADER] = message_id(room, key)
+        elif self.config.legacy_ids:
+            msg_id = headers[MSG_ID_HEADER] = f"{self._id_prefix}{next(self._ids):x}"
         else:
             msg_id = headers[ID_HEADER] = f"{self._id_prefix}{next(self._ids):x}"
         if exclude is not None:
@@ -497,12 +509,14 @@ class NatsHistory(History):
             "JetStream did not acknowledge the message; it may have been stored "
             "(a retry with the same key is a duplicate)"
         )
-        inbox = await self._reply_inbox()
+        if self._stopped:
+            raise BackendError("the history was stopped; the message was not stored")
         token = str(next(self._tokens))
         future: asyncio.Future[Msg | None] = asyncio.get_running_loop().create_future()
         self._acks[token] = future
         try:
             async with asyncio.timeout(self._request_timeout_s):
+                inbox = await self._reply_inbox()
                 await self._nc.publish(subject, data, reply=f"{inbox}.{token}", headers=headers)
                 msg = await future
         except nats.errors.MaxPayloadError as exc:
@@ -724,6 +738,8 @@ class NatsHistory(History):
     async def _ask(self, request: dict[str, Any] | None, *, last_of: str = "") -> _Reply:
         """One direct get: a single message (``{"seq": s}``), a batch (``"batch"``
         set), or the last message of subject ``last_of``. Not found -> no messages."""
+        if self._stopped:
+            raise BackendError("the history was stopped")
         inbox = await self._reply_inbox()
         token = str(next(self._tokens))
         queue: asyncio.Queue[Msg | None] = asyncio.Queue()
