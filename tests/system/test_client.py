@@ -38,11 +38,19 @@ async def until(client: ChatClient, kind: type[E], what: str, **fields: Any) -> 
         raise AssertionError(f"no {what} within {BOUND_S:.0f}s") from None
 
 
-async def events_until(client: ChatClient, last: str) -> list[Any]:
-    """Every event up to the message with text ``last``."""
+async def events_until(client: ChatClient, last: str | Status) -> list[Any]:
+    """Every event up to the message with text ``last`` (or the status ``last``)."""
     seen: list[Any] = []
+
+    def done() -> bool:
+        if not seen:
+            return False
+        if isinstance(last, Status):
+            return seen[-1] == last
+        return isinstance(seen[-1], Message) and seen[-1].text == last
+
     async with asyncio.timeout(BOUND_S):
-        while not (seen and isinstance(seen[-1], Message) and seen[-1].text == last):
+        while not done():
             seen.append(await client.next_event(BOUND_S))
     return seen
 
@@ -79,10 +87,10 @@ async def test_a_client_resumes_across_a_gateway_restart_with_every_message_once
         await bob.drain(BOUND_S)
 
         await first.start()  # the same port: Ann's next attempt gets in
-        await until(ann, Status, "the reconnection", state="connected")
+        ann_events = await events_until(ann, Status("connected"))
         await ann.drain(BOUND_S)
         await bob.send("after")
-        ann_events = await events_until(ann, "after")
+        ann_events += await events_until(ann, "after")
         bob_saw = texts(await events_until(bob, "after"))
     assert [e.resumed for e in ann_events if isinstance(e, HistoryDone)] == [True]
     assert texts(ann_events) == [

@@ -16,16 +16,32 @@ again with its ``clientMsgId``. Connection changes are events too
                 case Status(state="closed"):
                     break
 
-Failure rules:
+Rules:
 
-* The first connection is the caller's: a refusal or a final close before the
-  welcome raises :class:`ChatClosed` from ``__aenter__`` (or from
-  :meth:`ChatClient.connected`), a transient one is retried.
-* Later, a final close (kicked, a policy violation, a token that expired with no
-  ``token`` callable to renew it) ends the client: a ``Status("closed")`` or
-  ``Status("token expired")`` event, then :meth:`ChatClient.events` ends; a
-  transient one is a ``Status("reconnecting")`` event, a wait, and a reconnect.
-* A send while disconnected is kept and goes out after the next welcome.
+* **Joined** means welcomed, given the roster, and given the history: the last
+  ``serverHistory`` frame of a resume (the one with ``resumed``), or of a join;
+  or a live message; or, when the gateway keeps no history, ``join_grace_s``
+  after the welcome. Only then are pending messages sent again — after what
+  the history showed as stored was taken off the list, so a resend is never a
+  second copy of a message the room has, even after the gateway's dedup window.
+  ``Status("connected")`` and :meth:`ChatClient.connected` mark it.
+* **Pacing.** Every frame goes out through a token bucket below the gateway's
+  message budget (:mod:`chat_client.pacing`), so neither a burst of sends nor
+  the resends after a reconnect are refused as ``rate_limited``.
+* **Back-pressure.** At most ``max_events`` events wait unread; beyond that the
+  client stops reading its socket, and a gateway whose client reads too slowly
+  closes it (4001) as it would any slow client, after which it reconnects and
+  resumes.
+* **Failures.** The first connection is the caller's: a refusal or a final
+  close before joining raises :class:`ChatClosed` from ``__aenter__`` (or from
+  :meth:`ChatClient.connected`); a transient one is retried. Later, a final
+  close (kicked, a policy violation, a token that expired with no callable to
+  renew it), a URL that is not a WebSocket URL, or a bug ends the client: a
+  ``Status("closed")`` or ``Status("token expired")`` event, then
+  :meth:`ChatClient.events` ends. A transient failure — a close, a refused
+  handshake worth retrying, a token callable that failed — is
+  ``Status("reconnecting")``, a wait, and another attempt. The back-off starts
+  over only after a connection stayed up ``stable_s``.
 """
 
 from __future__ import annotations
@@ -38,21 +54,27 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import msgspec
+import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from chat_protocol.close_codes import CloseCode
 from chat_protocol.names import check_room_name
 
+from .pacing import DEFAULT_BURST, DEFAULT_RATE_PER_S, TokenBucket
 from .reconnect import ABNORMAL_CLOSURE, Backoff, Verdict, after_close, after_refusal
-from .state import Event, Message, RoomState
+from .state import Event, HistoryDone, Message, RoomState
 
 __all__ = ["ChatClient", "ChatClosed", "Status", "TokenSource"]
+
+log = structlog.get_logger(__name__)
 
 #: A token, or a callable that gets a fresh one (called before every connection).
 TokenSource = str | Callable[[], Awaitable[str]]
 
+#: Unread events past which the client stops reading its socket.
+DEFAULT_MAX_EVENTS: Final = 10_000
 _END: Final = object()
 
 
@@ -71,7 +93,9 @@ class ChatClosed(Exception):
     """The chat ended this client for good (or never let it in)."""
 
     def __init__(self, status: Status) -> None:
-        super().__init__(f"{status.state} ({status.code}): {status.reason}".rstrip(": "))
+        detail = f" ({status.code})" if status.code is not None else ""
+        reason = f": {status.reason}" if status.reason else ""
+        super().__init__(f"{status.state}{detail}{reason}")
         self.status = status
 
 
@@ -86,7 +110,14 @@ class ChatClient:
             one; with a callable, a 4002 (token expired) close reconnects.
         since: Resume from this ``seq`` on the first connection too.
         backoff: The reconnect waits (the default: 0.5 s doubling to 30 s).
+        rate_per_s: How many frames a second go out, sustained (``None``: no
+            pacing, for a gateway with ``CHAT_RATE_PER_S=0``).
+        burst: How many may go back to back after a quiet while.
         open_timeout_s: Bound on each handshake.
+        join_grace_s: How long after the welcome a gateway that sends no history
+            is taken to have sent it.
+        stable_s: A connection up this long resets the back-off.
+        max_events: Unread events past which the client stops reading.
         reconnect: ``False``: the first close ends the client.
     """
 
@@ -99,11 +130,18 @@ class ChatClient:
         token: TokenSource | None = None,
         since: int | None = None,
         backoff: Backoff | None = None,
+        rate_per_s: float | None = DEFAULT_RATE_PER_S,
+        burst: int = DEFAULT_BURST,
         open_timeout_s: float = 10.0,
+        join_grace_s: float = 2.0,
+        stable_s: float = 10.0,
+        max_events: int = DEFAULT_MAX_EVENTS,
         reconnect: bool = True,
     ) -> None:
         if (user is None) == (token is None):
             raise ValueError("give exactly one of user (dev auth) and token")
+        if max_events < 1:
+            raise ValueError("max_events must be positive")
         self.url = url.rstrip("/")
         self.room = check_room_name(room)
         self.user = user
@@ -111,21 +149,31 @@ class ChatClient:
         self.status = Status("connecting")
         self._token = token
         self._backoff = backoff if backoff is not None else Backoff()
+        self._pacer = None if rate_per_s is None else TokenBucket(rate_per_s, burst)
         self._open_timeout_s = open_timeout_s
+        self._join_grace_s = join_grace_s
+        self._stable_s = stable_s
+        self._max_events = max_events
         self._reconnect = reconnect
         self._events: asyncio.Queue[Event | Status | object] = asyncio.Queue()
+        self._room_for_events = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._welcomed = asyncio.Event()
+        self._joined = asyncio.Event()
         self._ended = asyncio.Event()
         self._changed = asyncio.Event()
         self._closing = False
+        self._send_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> ChatClient:
         self.start()
-        await self.connected()
+        try:
+            await self.connected()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(
@@ -142,19 +190,19 @@ class ChatClient:
             self._runner = asyncio.create_task(self._run(), name=f"chat-client-{self.room}")
 
     async def connected(self) -> None:
-        """Wait until a connection is welcomed.
+        """Wait until a connection has joined the room (see the module's rules).
 
         Raises:
             ChatClosed: The client ended first.
         """
-        welcomed = asyncio.ensure_future(self._welcomed.wait())
+        joined = asyncio.ensure_future(self._joined.wait())
         ended = asyncio.ensure_future(self._ended.wait())
         try:
-            await asyncio.wait({welcomed, ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({joined, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            welcomed.cancel()
+            joined.cancel()
             ended.cancel()
-        if not self._welcomed.is_set():
+        if not self._joined.is_set():
             raise ChatClosed(self.status)
 
     async def close(self) -> None:
@@ -164,7 +212,7 @@ class ChatClient:
         if ws is not None:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await ws.close(CloseCode.NORMAL)
-        if self._runner is not None:
+        if self._runner is not None and not self._runner.done():
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
@@ -175,8 +223,8 @@ class ChatClient:
     async def send(self, text: str, client_msg_id: str | None = None) -> str:
         """Send a chat message; its ``clientMsgId``.
 
-        It is pending until echoed, and sent again after a reconnect (the gateway
-        stores it once). While disconnected it waits for the next connection.
+        It is pending until echoed, and sent again after a reconnect (see the
+        module's rules). While disconnected it waits for the next connection.
 
         Raises:
             ValueError: The text is empty or too long for the chat.
@@ -185,22 +233,22 @@ class ChatClient:
         await self._write(frame)
         return client_msg_id
 
-    async def fetch_older(self, limit: int = 50) -> None:
-        """Ask for ``limit`` messages older than the oldest seen (a ``serverHistory``)."""
-        await self._write(self.state.fetch_older(limit))
+    async def fetch_older(self, limit: int = 50) -> bool:
+        """Ask for ``limit`` messages older than the oldest seen; ``False`` if not
+        connected (nothing is kept for later)."""
+        return await self._write(self.state.fetch_older(limit))
 
-    async def typing(self, active: bool) -> None:
-        """Tell the room this client started (or stopped) typing."""
-        await self._write(self.state.typing(active))
+    async def typing(self, active: bool) -> bool:
+        """Tell the room this client started (or stopped) typing; ``False`` if not
+        connected."""
+        return await self._write(self.state.typing(active))
 
     async def events(self) -> AsyncIterator[Event | Status]:
         """Every event, in order, until the client ends (the last is a :class:`Status`)."""
         while True:
-            event = await self._events.get()
+            event = await self._take()
             if event is _END:
-                self._events.put_nowait(_END)  # for any other reader
                 return
-            assert isinstance(event, msgspec.Struct)
             yield event  # type: ignore[misc]
 
     async def next_event(self, timeout_s: float) -> Event | Status:
@@ -211,9 +259,8 @@ class ChatClient:
             ChatClosed: The client ended and every event was read.
         """
         async with asyncio.timeout(timeout_s):
-            event = await self._events.get()
+            event = await self._take()
         if event is _END:
-            self._events.put_nowait(_END)
             raise ChatClosed(self.status)
         return event  # type: ignore[return-value]
 
@@ -235,10 +282,25 @@ class ChatClient:
     def ended(self) -> bool:
         return self._ended.is_set()
 
+    async def wait_ended(self) -> None:
+        """Wait until the client has ended."""
+        await self._ended.wait()
+
     # -- the connection loop -----------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._connect_until_final()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here or below: end, never hang the caller
+            log.exception("chat_client.failed")
+            self._end(Status(Verdict.FINAL, None, f"the client failed: {exc!r}"))
+
+    async def _connect_until_final(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closing:
+            started = loop.time()
             status = await self._connect_once()
             if self._closing:
                 return
@@ -247,6 +309,8 @@ class ChatClient:
                     status = Status(Verdict.FINAL, status.code, status.reason)
                 self._end(status)
                 return
+            if loop.time() - started >= self._stable_s:
+                self._backoff.reset()
             delay = self._backoff.next_delay(status.retry_in_s)
             self._emit(msgspec.structs.replace(status, retry_in_s=delay))
             await asyncio.sleep(delay)
@@ -255,9 +319,12 @@ class ChatClient:
         """One connection, from handshake to close: the :class:`Status` it ended with."""
         try:
             url = await self._ws_url()
-            ws = await websockets.connect(
-                url, open_timeout=self._open_timeout_s, compression=None, max_queue=None
-            )
+        except Exception as exc:  # the token callable failed: try again later
+            return Status(Verdict.RECONNECT, None, f"could not get a token: {exc}")
+        try:
+            ws = await websockets.connect(url, open_timeout=self._open_timeout_s, compression=None)
+        except InvalidURI as exc:
+            return Status(Verdict.FINAL, None, f"not a WebSocket URL: {exc}")
         except InvalidStatus as exc:
             status = exc.response.status_code
             retry = exc.response.headers.get("Retry-After")
@@ -269,43 +336,65 @@ class ChatClient:
             return Status(Verdict.RECONNECT, None, f"cannot connect: {exc}")
         self._ws = ws
         try:
-            await self._read(ws)
+            await self._read(ws, resuming="since" in self.state.query())
         except ConnectionClosed:
             pass
         finally:
             self._ws = None
+            self._joined.clear()
         code = ws.close_code if ws.close_code is not None else ABNORMAL_CLOSURE
         reason = ws.close_reason or ""
         return Status(after_close(code, can_renew_token=callable(self._token)), code, reason)
 
-    async def _read(self, ws: ClientConnection) -> None:
-        opened = False
-        async for frame in ws:
-            if not opened:
-                # The first frame is the welcome: the session is open.
-                await self._opened(ws)
-                opened = True
-            for event in self.state.receive(frame):
-                self._emit(event)
-                if isinstance(event, Message) and event.mine:
-                    self._changed.set()
+    async def _read(self, ws: ClientConnection, *, resuming: bool) -> None:
+        loop = asyncio.get_running_loop()
+        grace_ends: float | None = None  # set by the welcome
+        joined = False
+        while True:
+            if joined or grace_ends is None:
+                frame = await ws.recv()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, grace_ends - loop.time())):
+                        frame = await ws.recv()  # cancelling recv loses nothing
+                except TimeoutError:
+                    await self._join(ws)  # no history came: the gateway keeps none
+                    joined = True
+                    continue
+            events = self.state.receive(frame)
+            if grace_ends is None:
+                grace_ends = loop.time() + self._join_grace_s
+            for event in events:
+                await self._emit_read(event)
+            if not joined and _join_complete(events, resuming=resuming):
+                await self._join(ws)
+                joined = True
 
-    async def _opened(self, ws: ClientConnection) -> None:
-        """Send what is pending again, then say so: sends made meanwhile wait their turn."""
-        self._backoff.reset()
+    async def _join(self, ws: ClientConnection) -> None:
+        """The history is in: send what is still pending, then say so."""
         sent: set[str] = set()
         while todo := [(i, f) for i, f in self.state.pending.items() if i not in sent]:
             for client_msg_id, frame in todo:
-                await ws.send(frame.decode())
+                if client_msg_id in self.state.pending:  # not echoed meanwhile
+                    await self._paced_send(ws, frame)
                 sent.add(client_msg_id)
         self._emit(Status("connected"))
-        self._welcomed.set()
+        self._joined.set()
 
-    async def _write(self, frame: bytes) -> None:
+    async def _write(self, frame: bytes) -> bool:
         ws = self._ws
-        if ws is None or self.status.state != "connected":
-            return  # pending sends go out after the next welcome; the rest is moot
-        with contextlib.suppress(ConnectionClosed):
+        if ws is None or not self._joined.is_set():
+            return False  # pending sends go out once joined; the rest is moot
+        try:
+            await self._paced_send(ws, frame)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def _paced_send(self, ws: ClientConnection, frame: bytes) -> None:
+        async with self._send_lock:  # one pace and one order for every frame
+            if self._pacer is not None and (wait := self._pacer.take()) > 0:
+                await asyncio.sleep(wait)
             await ws.send(frame.decode())
 
     async def _ws_url(self) -> str:
@@ -318,10 +407,27 @@ class ChatClient:
             query["token"] = self._token
         return f"{self.url}/ws/chat/{quote(self.room)}?{urlencode(query)}"
 
-    def _emit(self, event: Event | Status) -> None:
-        if isinstance(event, Status):
-            self.status = event
+    # -- events ------------------------------------------------------------------------
+
+    async def _emit_read(self, event: Event) -> None:
+        """An event read from the socket: wait while too many are unread."""
+        while self._events.qsize() >= self._max_events:
+            self._room_for_events.clear()
+            await self._room_for_events.wait()
         self._events.put_nowait(event)
+        if isinstance(event, Message) and event.mine:
+            self._changed.set()
+
+    def _emit(self, event: Status) -> None:
+        self.status = event
+        self._events.put_nowait(event)
+
+    async def _take(self) -> Event | Status | object:
+        event = await self._events.get()
+        if event is _END:
+            self._events.put_nowait(_END)  # for any other reader
+        self._room_for_events.set()
+        return event
 
     def _end(self, status: Status) -> None:
         if self._ended.is_set():
@@ -330,3 +436,13 @@ class ChatClient:
         self._ended.set()
         self._changed.set()
         self._events.put_nowait(_END)
+
+
+def _join_complete(events: list[Event], *, resuming: bool) -> bool:
+    """Whether these events end a join: its history is all in."""
+    for event in events:
+        if isinstance(event, HistoryDone) and (event.resumed is not None or not resuming):
+            return True
+        if isinstance(event, Message) and not event.from_history:
+            return True
+    return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Final, TextIO
@@ -66,9 +67,23 @@ def format_status(status: Status) -> str:
 
 
 async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
-    """Lines of ``stream`` (standard input), read without blocking the loop."""
+    """Lines of ``stream`` (standard input), read without blocking the loop.
+
+    A daemon thread reads, so a process that ends (kicked, say) while nobody
+    types does not wait for one more line.
+    """
     stream = stream if stream is not None else sys.stdin
-    while line := await asyncio.to_thread(stream.readline):
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+            for line in stream:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=pump, name="chat-client-stdin", daemon=True).start()
+    while (line := await lines.get()) is not None:
         yield line.rstrip("\r\n")
 
 
@@ -89,11 +104,12 @@ async def run(
         except ChatClosed as exc:
             print(f"chat client: {exc}", file=err)
             return 1
-        async for line in _aiter(lines):
+        async for line in _until_ended(client, _aiter(lines)):
             if not await _handle(client, line, out, err):
                 break
-            if client.ended:
-                return 1
+        if client.ended:
+            print(f"chat client: {client.status.state}", file=err)
+            return 1
         try:
             await client.drain(echo_timeout_s)
         except TimeoutError:
@@ -143,6 +159,24 @@ async def _print_events(client: ChatClient, out: TextIO, err: TextIO) -> None:
         text = format_event(event)
         if text is not None:
             print(text, file=err if isinstance(event, Failed) else out, flush=True)
+
+
+async def _until_ended(client: ChatClient, lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``lines`` until they end or the client does, whichever comes first."""
+    ended = asyncio.ensure_future(client.wait_ended())
+    try:
+        while True:
+            line = asyncio.ensure_future(anext(lines))
+            await asyncio.wait({line, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not line.done():
+                line.cancel()
+                return
+            try:
+                yield line.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        ended.cancel()
 
 
 async def _aiter(lines: AsyncIterator[str] | Iterable[str]) -> AsyncIterator[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -17,12 +18,14 @@ from chat_client import (
     Backoff,
     ChatClient,
     ChatClosed,
+    HistoryDone,
     Joined,
     Left,
     Message,
     Roster,
     Status,
 )
+from chat_client.terminal import run as run_terminal
 from chat_gateway.app import create_app
 from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import load_settings
@@ -108,7 +111,7 @@ async def test_two_clients_see_each_other_and_chat(gateway: Any) -> None:
 async def test_a_lost_connection_resumes_with_what_was_missed_once(gateway: Any) -> None:
     url = base_url(await gateway())
     async with (
-        ChatClient(url, "general", user="Ann", backoff=FixedBackoff(scaled(1.0))) as ann,
+        ChatClient(url, "general", user="Ann", backoff=FixedBackoff(scaled(3.0))) as ann,
         ChatClient(url, "general", user="Bob") as bob,
     ):
         await bob.send("before")
@@ -183,3 +186,73 @@ async def test_the_terminal_client_sends_prints_and_exits_after_its_echoes(gatew
         assert lines[0].startswith("-- Welcome Script")
         for text in ("hello from a script", "bye"):
             await until(ann, Message, f"the script's {text!r}", text=text, user="Script")
+
+
+async def test_a_resend_after_the_dedup_window_is_not_a_second_copy(gateway: Any) -> None:
+    # The gateway forgets keys after half a second; Ann comes back later than that.
+    url = base_url(await gateway(CHAT_HISTORY_DEDUP_WINDOW_S="0.5"))
+    async with (
+        ChatClient(url, "general", user="Ann", backoff=FixedBackoff(1.0)) as ann,
+        ChatClient(url, "general", user="Bob") as bob,
+    ):
+        await ann.send("said once")
+        assert ann._ws is not None
+        ann._ws.transport.abort()  # before the echo can arrive
+        await until(ann, Status, "the reconnect", state="reconnecting")
+        await until(ann, Status, "the new connection", state="connected")
+        await ann.drain(BOUND_S)
+        await bob.send("marker")
+        bob_saw = [m.text for m in await messages_until(bob, "marker")]
+    assert bob_saw.count("said once") == 1, bob_saw
+    async with ChatClient(url, "general", user="Cat") as cat:
+        page = []
+        while not page or not isinstance(page[-1], HistoryDone):
+            page.append(await cat.next_event(BOUND_S))
+        stored = [e.text for e in page if isinstance(e, Message)]
+    assert stored.count("said once") == 1, stored
+
+
+async def test_a_url_that_is_no_websocket_url_ends_the_client_at_once() -> None:
+    with pytest.raises(ChatClosed, match="not a WebSocket URL"):
+        async with asyncio.timeout(BOUND_S):
+            async with ChatClient("http://127.0.0.1:1", "general", user="Ann"):
+                pass
+
+
+async def test_a_failing_token_source_is_retried(gateway: Any) -> None:
+    url = base_url(await gateway())
+    calls = 0
+
+    async def token() -> str:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("the identity provider is away")
+
+    client = ChatClient(url, "general", token=token, backoff=FixedBackoff(0.05))
+    client.start()
+    try:
+        first = await until(client, Status, "a retry", state="reconnecting")
+        assert "could not get a token" in first.reason
+        await until(client, Status, "a second retry", state="reconnecting")
+        assert calls >= 2 and not client.ended
+    finally:
+        await client.close()
+
+
+async def test_the_terminal_client_exits_1_when_the_chat_ends_it(gateway: Any) -> None:
+    url = base_url(await gateway(CHAT_WS_MAX_BYTES="16384"))
+    client = ChatClient(url, "general", user="Script")
+    out, err = io.StringIO(), io.StringIO()
+
+    async def lines() -> AsyncIterator[str]:
+        yield "hello"
+        await client.drain(BOUND_S)
+        assert client._ws is not None
+        await client._ws.send("x" * 20_000)  # past the frame limit: 1009, final
+        await client.wait_ended()
+        yield "never sent"
+
+    code = await asyncio.wait_for(run_terminal(client, lines(), out, err), BOUND_S)
+    assert code == 1, err.getvalue()
+    assert "] Script: hello" in out.getvalue()
+    assert "never sent" not in out.getvalue()
