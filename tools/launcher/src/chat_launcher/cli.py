@@ -1,4 +1,4 @@
-"""The ``chat`` command line: ``chat up``, ``chat token`` and ``chat kick``."""
+"""The ``chat`` command line: ``chat up``, ``chat token``, ``chat kick`` and ``chat asyncapi``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ _UP_HELP = (
 _KICK_HELP = (
     "Close USER's connections on every gateway (only in ROOM with --room) with close "
     "code 4501, which clients take as final. Publishes one kick to CHAT_NATS_URL."
+)
+_ASYNCAPI_HELP = (
+    "Write the AsyncAPI 3.0 document of the client protocol and of the NATS subjects "
+    "between the services, generated from chat_protocol's structs, to standard output "
+    "or PATH. The committed copy is docs/asyncapi.yaml: --output docs/asyncapi.yaml."
 )
 _TOKEN_HELP = (
     "Print a token for NAME, signed with CHAT_JWT_SECRET (honours CHAT_JWT_AUDIENCE, "
@@ -57,7 +62,9 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The ``chat`` argument parser, with its ``up`` and ``token`` sub-commands."""
     parser = argparse.ArgumentParser(prog="chat", description=_DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,token,kick}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{up,token,kick,asyncapi}"
+    )
     up = commands.add_parser("up", help="run everything until Ctrl-C", description=_UP_HELP)
     up.add_argument(
         "--gateways",
@@ -113,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help=f"close reason the clients see (default: {DEFAULT_REASON!r})",
     )
+    asyncapi = commands.add_parser(
+        "asyncapi", help="write the AsyncAPI document", description=_ASYNCAPI_HELP
+    )
+    asyncapi.add_argument("--output", metavar="PATH", help="file to write (default: stdout)")
     return parser
 
 
@@ -140,6 +151,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: Text
         from .kick import run_kick
 
         return run_kick(args.user, args.room, args.reason, environ, out, err)
+    if args.command == "asyncapi":
+        from .asyncapi import run_asyncapi
+
+        return run_asyncapi(args.output, out, err)
     # Imported here: `chat token` needs neither asyncio subprocesses nor the services.
     from .up import run_up
 
