@@ -1,4 +1,5 @@
-"""The ``chat`` command line: ``chat up``, ``chat token``, ``chat kick`` and ``chat client``."""
+"""The ``chat`` command line: ``chat up``, ``chat token``, ``chat kick``, ``chat client``
+and ``chat asyncapi``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ _CLIENT_HELP = (
     "its sender and time (/who: who is here, /older: older messages, /quit). It "
     "reconnects and resumes by itself. At the end of input it waits until its messages "
     "are echoed, then exits 0; 1 if the chat ended it or an echo did not come."
+)
+_ASYNCAPI_HELP = (
+    "Write the AsyncAPI 3.0 document of the client protocol and of the NATS subjects "
+    "between the services, generated from chat_protocol's structs, to standard output "
+    "or PATH. The committed copy is docs/asyncapi.yaml: --output docs/asyncapi.yaml."
 )
 _TOKEN_HELP = (
     "Print a token for NAME, signed with CHAT_JWT_SECRET (honours CHAT_JWT_AUDIENCE, "
@@ -64,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``chat`` argument parser, with its ``up`` and ``token`` sub-commands."""
     parser = argparse.ArgumentParser(prog="chat", description=_DESCRIPTION)
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{up,token,kick,client}"
+        dest="command", required=True, metavar="{up,token,kick,client,asyncapi}"
     )
     up = commands.add_parser("up", help="run everything until Ctrl-C", description=_UP_HELP)
     up.add_argument(
@@ -122,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"close reason the clients see (default: {DEFAULT_REASON!r})",
     )
     _add_client(commands)
+    asyncapi = commands.add_parser(
+        "asyncapi", help="write the AsyncAPI document", description=_ASYNCAPI_HELP
+    )
+    asyncapi.add_argument("--output", metavar="PATH", help="file to write (default: stdout)")
     return parser
 
 
@@ -177,6 +187,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: Text
         from .kick import run_kick
 
         return run_kick(args.user, args.room, args.reason, environ, out, err)
+    if args.command == "asyncapi":
+        from .asyncapi import run_asyncapi
+
+        return run_asyncapi(args.output, out, err)
     # Imported here: `chat token` needs neither asyncio subprocesses nor the services.
     from .up import run_up
 
