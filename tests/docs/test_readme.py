@@ -42,17 +42,24 @@ def test_every_close_code_is_documented() -> None:
 
 
 def exposed_metric_names() -> set[str]:
+    from nats.aio.client import Client
     from prometheus_client import CollectorRegistry
 
     from chat_announcer.metrics import Metrics as AnnouncerMetrics
     from chat_gateway.app import create_app
+    from chat_gateway.metrics import Metrics as GatewayMetrics
     from chat_gateway.settings import load_settings
     from chat_rooms.metrics import Metrics as RoomsMetrics
     from chat_runtime.natsconn import NatsConnection
+    from falcon_pachinko.backends.nats import NatsProbe
     from falcon_pachinko.registry import Registry
+    from falcon_pachinko.subjects import Subjects
 
     registry = CollectorRegistry()
-    create_app(load_settings({"CHAT_AUTH": "dev"}), registry=registry)
+    gateway = GatewayMetrics(registry)
+    create_app(load_settings({"CHAT_AUTH": "dev"}), registry=registry, metrics=gateway)
+    # A gateway on NATS also reports its self-probe (never connected here).
+    gateway.watch_probe(NatsProbe(Client(), Subjects("chat"), "node"))
     RoomsMetrics(registry, Registry(ttl_s=1))
     AnnouncerMetrics(registry)
     for service in ("gateway", "rooms", "announcer"):

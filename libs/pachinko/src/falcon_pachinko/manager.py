@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, cast
 
 import msgspec
@@ -53,6 +54,7 @@ from .history import (
     Stored,
     stamp_top_level,
 )
+from .latency import LatencyHistogram
 from .presence import PresenceChange, PresenceHandler
 from .replay import (
     Pending,
@@ -110,6 +112,10 @@ class ManagerStats:
     #: Connections closed with ``RESYNC``: their room lost live messages on the way
     #: here, their catch-up overflowed, or their history could not be read.
     resyncs: int = 0
+    #: From a stored message's ``ts`` (the appending process's wall clock) to its
+    #: delivery here, once per message per process: the end-to-end latency of
+    #: durable traffic, across processes (clocks apart count as 0).
+    delivery_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 class WebSocketConnectionManager(BackendSink):
@@ -663,6 +669,7 @@ class WebSocketConnectionManager(BackendSink):
     ) -> None:
         if not self._follows(room, members, position, prev):
             return
+        self.stats.delivery_latency.observe(time.time() - position.ts / 1000)
         try:
             stamped = self._stamp(data, position)
         except Exception:

@@ -109,6 +109,10 @@ class Subjects:
         """The subject on which one node receives messages for its connections."""
         return f"{self.direct}.{node_id}"
 
+    def probe(self, node_id: str) -> str:
+        """The subject on which one node hears its own self-probes."""
+        return f"{self.prefix}._probe.{node_id}"
+
     def sync_node(self, node_id: str) -> str:
         """The subject on which the directory asks one node to re-send its membership."""
         return f"{self.sync_all}.{node_id}"

@@ -12,7 +12,8 @@ from chat_protocol import subjects
 from chat_runtime.entrypoint import service_main
 from chat_runtime.natsconn import NatsConnection
 from chat_runtime.ops import ops_app
-from falcon_pachinko.backends.nats import NatsBackend
+from falcon_pachinko.backends.nats import NatsBackend, NatsProbe
+from falcon_pachinko.subjects import Subjects
 
 from .app import create_app, history_config, recheck_on_reconnect
 from .metrics import Metrics
@@ -40,9 +41,11 @@ async def run(settings: Settings) -> int:
         exits = exit_callbacks(lambda: app, draining)
         return await serve(settings, app, None, on_exit=exits, on_header_timeout=slow_headers)
     conn = NatsConnection("gateway", registry)
+    probe: NatsProbe | None = None
 
     def ready() -> bool:
-        return conn.connected and not draining.now
+        hearing = probe is None or probe.hearing()
+        return conn.connected and hearing and not draining.now
 
     async def open_chat() -> Any:
         await conn.connect(settings)  # tries until NATS answers
@@ -54,6 +57,18 @@ async def run(settings: Settings) -> int:
         )
         app = create_app(settings, backend, registry=registry, ready=ready, metrics=metrics)
         conn.on_reconnected.append(recheck_on_reconnect(app))
+        if settings.probe_interval_s > 0:
+            nonlocal probe
+            probe = NatsProbe(
+                conn.client,
+                Subjects(subjects.PREFIX),
+                backend.node_id,
+                interval_s=settings.probe_interval_s,
+                timeout_s=settings.probe_timeout_s,
+                on_return=metrics.probe_rtt.observe,
+            )
+            metrics.watch_probe(probe)
+            await probe.start()
         return app
 
     not_ready = functools.partial(metrics.reject, "not_ready")
@@ -62,6 +77,8 @@ async def run(settings: Settings) -> int:
     try:
         return await serve(settings, gate, conn, on_exit=exits, on_header_timeout=slow_headers)
     finally:
+        if probe is not None:
+            await probe.stop()
         await conn.drain(settings.nats_drain_timeout_s)
 
 

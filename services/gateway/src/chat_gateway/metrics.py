@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from chat_protocol.close_codes import CloseCode
 from falcon_pachinko import WebSocketConnectionManager
+from falcon_pachinko.backends.nats import NatsProbe
 
 __all__ = ["Metrics"]
 
@@ -79,11 +85,38 @@ class _ManagerCollector(Collector):
             "Resends with a clientMsgId already stored within the dedup window (not stored again)",
             value=stats.duplicates,
         )
+        latency = stats.delivery_latency
+        yield HistogramMetricFamily(
+            "chat_gateway_delivery_latency_seconds",
+            "From a stored message's append on any gateway (its ts) to its arrival here,"
+            " once per message per gateway",
+            buckets=latency.cumulative(),
+            sum_value=latency.sum,
+        )
         yield CounterMetricFamily(
             "chat_gateway_resync_disconnects",
             f"Clients closed with {CloseCode.RESYNC:d} to resume: live messages were lost on"
             " the way, a catch-up overflowed, or the history could not be read",
             value=stats.resyncs,
+        )
+
+
+class _ProbeCollector(Collector):
+    def __init__(self, probe: NatsProbe) -> None:
+        self._probe = probe
+
+    def collect(self) -> Iterator[Metric]:
+        schedule = self._probe.schedule
+        yield GaugeMetricFamily(
+            "chat_gateway_nats_hearing",
+            "1 while this gateway's self-probes come back through NATS, 0 once two in a"
+            " row were lost (readiness fails then)",
+            value=1 if self._probe.hearing() else 0,
+        )
+        yield CounterMetricFamily(
+            "chat_gateway_nats_probes_lost",
+            "Self-probes that did not come back within CHAT_PROBE_TIMEOUT_S",
+            value=schedule.lost,
         )
 
 
@@ -128,6 +161,12 @@ class Metrics:
         registry.register(self._rejections)
         if manager is not None:
             self.watch(manager)
+        self.probe_rtt = Histogram(
+            "chat_gateway_nats_probe_rtt_seconds",
+            "Round trip of this gateway's self-probe through NATS",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+            registry=registry,
+        )
         self.server_errors = Counter(
             "chat_gateway_server_errors_total",
             "serverError messages sent to clients, by code",
@@ -139,6 +178,10 @@ class Metrics:
         """Report ``manager``'s connections, traffic and refusals (once per registry)."""
         self._registry.register(_ManagerCollector(manager))
         self._rejections.manager = manager
+
+    def watch_probe(self, probe: NatsProbe) -> None:
+        """Report ``probe``'s verdict and losses (its round trips go to :attr:`probe_rtt`)."""
+        self._registry.register(_ProbeCollector(probe))
 
     def reject(self, reason: str) -> None:
         """Count one handshake the chat refused (origin, auth, room, ...), for ``reason``."""

@@ -62,6 +62,12 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: not per connection). The rooms service's CHAT_PRESENCE_TTL_S must be a few
     #: times longer (5 s by default, three heartbeats and some).
     heartbeat_interval_s: PositiveFloat = 1.5
+    #: Seconds between self-probes: the gateway publishes to a subject only it
+    #: hears and times the return; readiness fails once two in a row are lost (a
+    #: gateway that is connected but no longer receives). 0 turns it off.
+    probe_interval_s: Annotated[float, Meta(ge=0)] = 5.0
+    #: A probe not back within this many seconds is lost (below the interval).
+    probe_timeout_s: PositiveFloat = 2.0
     #: With ``CHAT_BACKEND=memory`` (the gateway decides presence itself):
     #: presence news that follows the last within this many seconds waits and goes
     #: out with it, in one batch: when many join a room at once, each member's
@@ -212,6 +218,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
             )
         if min(self.history_dedup_window_s, self.history_max_age_s) < 0.1:
             raise ValueError("CHAT_HISTORY_MAX_AGE_S and _DEDUP_WINDOW_S are at least 0.1 s")
+        if self.probe_interval_s and not self.probe_timeout_s < self.probe_interval_s:
+            raise ValueError("CHAT_PROBE_TIMEOUT_S must be below CHAT_PROBE_INTERVAL_S")
         if self.outbound_queue_bytes < self.ws_max_bytes:
             raise ValueError("CHAT_OUTBOUND_QUEUE_BYTES must be at least CHAT_WS_MAX_BYTES")
         policy = self.origin_policy

@@ -198,6 +198,13 @@ def messages() -> dict[str, Any]:
             "contentType": "text/plain",
             "payload": {"type": "string", "enum": ["1", "0"]},
         },
+        "probe": {
+            "name": "probe",
+            "title": "probe",
+            "summary": "A gateway's self-probe: a counter it times the return of.",
+            "contentType": "text/plain",
+            "payload": {"type": "string", "pattern": "^[0-9]+$"},
+        },
         "kick": _message(
             "kick",
             "Close these connections with 4501 (KICKED): the identity's, in `room` only if given.",
@@ -281,6 +288,12 @@ def channels() -> dict[str, Any]:
             "directAnswer",
         ),
         "natsKick": _channel(SUBJECTS.kick, "Kicks, heard by every node.", "kick"),
+        "natsProbe": _channel(
+            SUBJECTS.probe("{node}"),
+            "A gateway's self-probe, heard by that gateway alone: every CHAT_PROBE_INTERVAL_S "
+            "it publishes here and times the return; two lost in a row fail its readiness.",
+            "probe",
+        ),
         _INBOX: _channel(
             None, "The asker's own inbox (`_INBOX.>`): replies to requests.", "directAnswer"
         ),
@@ -369,6 +382,8 @@ def operations() -> dict[str, Any]:
             ["directAnswer"],
         ),
         "publishKick": _operation("send", "natsKick", "`chat kick USER [--room ROOM]`.", ["kick"]),
+        "sendProbe": _operation("send", "natsProbe", "Each gateway, to itself.", ["probe"]),
+        "receiveProbe": _operation("receive", "natsProbe", "The same gateway.", ["probe"]),
         "receiveKick": _operation(
             "receive",
             "natsKick",

@@ -42,6 +42,7 @@ from .plumbing import (
     log_event,
 )
 from .presence import NatsPresence
+from .probe import NatsProbe
 
 __all__ = [
     "EXCLUDE_HEADER",
@@ -51,6 +52,7 @@ __all__ = [
     "NatsHistory",
     "NatsHistoryConfig",
     "NatsPresence",
+    "NatsProbe",
     "flush_sent",
     "new_node_id",
 ]
