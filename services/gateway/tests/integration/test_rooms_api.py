@@ -9,12 +9,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import nats as nats_py
 import pytest
 
+from chat_gateway.app import create_app
 from chat_gateway.auth import issue_token
-from falcon_pachinko.testing import LiveServer, connect, scaled
+from chat_gateway.server import uvicorn_options
+from chat_gateway.settings import load_settings
+from chat_protocol import subjects
+from falcon_pachinko import Directory, NatsBackend
+from falcon_pachinko.subjects import Subjects
+from falcon_pachinko.testing import LiveServer, connect, scaled, serve
+from falcon_pachinko.testing.nats import nats_server
 
 from .conftest import StartGateway
 
@@ -43,14 +52,15 @@ async def rooms(
 
 @contextlib.asynccontextmanager
 async def members(server: LiveServer, *joins: tuple[str, str], **auth: str) -> AsyncIterator[None]:
-    """Each ``(room, user)`` connected (and welcomed) for the duration of the block."""
+    """Each ``(room, user)`` connected (and given the roster) for the duration of the block."""
     async with contextlib.AsyncExitStack() as stack:
         for room, user in joins:
             params = {"user": user} if not auth else {"token": issue_token(SECRET, user)}
             ws = await stack.enter_async_context(
                 connect(server.ws_url(f"/ws/chat/{room}", **params))
             )
-            await ws.receive()  # the welcome: the member is in the room
+            # The roster comes once the directory has this member (read-your-writes).
+            await ws.expect("serverPresence")
         yield
 
 
@@ -133,3 +143,45 @@ async def test_a_token_lists_only_the_rooms_it_permits(start_gateway: StartGatew
         # A token without the claim sees every room.
         status, body = await rooms(server, token=issue_token(SECRET, "Zed"))
         assert [room["name"] for room in body["rooms"]] == ["general", "lobby", "team-a", "team-b"]
+
+
+@contextlib.asynccontextmanager
+async def nats_gateway(nats_url: str) -> AsyncIterator[LiveServer]:
+    """A gateway of a cluster (its rooms on NATS), live only."""
+    settings = load_settings(
+        {"CHAT_AUTH": "dev", "CHAT_BACKEND": "nats", "CHAT_NATS_URL": nats_url, "CHAT_HISTORY": "0"}
+    )
+    backend = NatsBackend(
+        servers=nats_url, subject_prefix=subjects.PREFIX, heartbeat_interval_s=0.2
+    )
+    options = {**uvicorn_options(settings), "port": 0}
+    async with serve(create_app(settings, backend), **options) as server:
+        yield server
+
+
+async def test_in_a_cluster_the_directory_lists_every_gateway_s_rooms(tmp_path: Path) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        nats = await stack.enter_async_context(nats_server(tmp_path, jetstream=False))
+        nc = await nats_py.connect(nats.url)
+        stack.push_async_callback(nc.close)
+        directory = Directory(nc, Subjects(subjects.PREFIX), startup_quiet_s=0)
+        await directory.start()
+        stack.push_async_callback(directory.stop)
+        gateway_a = await stack.enter_async_context(nats_gateway(nats.url))
+        gateway_b = await stack.enter_async_context(nats_gateway(nats.url))
+        await stack.enter_async_context(members(gateway_a, ("general", "Alice"), ("lobby", "Cleo")))
+        await stack.enter_async_context(members(gateway_b, ("general", "Bob"), ("ops", "Dan")))
+        expected = {
+            "rooms": [
+                {"name": "general", "users": 2},
+                {"name": "lobby", "users": 1},
+                {"name": "ops", "users": 1},
+            ],
+            "truncated": False,
+        }
+        # Either gateway answers for the whole cluster.
+        for server in (gateway_a, gateway_b):
+            assert await rooms(server, user="Zed") == (200, expected)
+        assert (await rooms(gateway_a, user="Zed", prefix="o"))[1]["rooms"] == [
+            {"name": "ops", "users": 1}
+        ]
