@@ -32,10 +32,12 @@ from .auth import auth_middleware
 from .metrics import Metrics
 from .middleware import OriginMiddleware
 from .resources import ChatRoomResource, Durability
+from .rooms_api import RoomsResource
 from .settings import Settings
 
 __all__ = [
     "CHAT_ROUTE",
+    "ROOMS_ROUTE",
     "connection_limits",
     "create_app",
     "durability",
@@ -47,6 +49,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 CHAT_ROUTE: Final = "/ws/chat/{room_name}"
+ROOMS_ROUTE: Final = "/api/rooms"
 
 # The page is one self-contained file; nothing it loads comes from elsewhere.
 _PAGE_CSP: Final = (
@@ -204,6 +207,7 @@ def create_app(
     readiness = _Readiness(ready)
     add_ops_routes(app, readiness, registry)
     app.add_route("/", _IndexPage())
+    app.add_route(ROOMS_ROUTE, RoomsResource(conn_mgr, settings.origin_policy))
     controller = WorkerController()
 
     announce = single_process and settings.announce_interval_s > 0

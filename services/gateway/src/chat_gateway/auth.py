@@ -4,7 +4,8 @@ The resource rejects a connection without a user at the handshake (HTTP 403).
 
 Two modes, chosen by ``CHAT_AUTH``:
 
-* ``jwt``: the client sends a JWT as ``?token=``, signed with HS256 (a shared
+* ``jwt``: the client sends a JWT as ``?token=`` (plain HTTP requests may send
+  it as ``Authorization: Bearer`` instead), signed with HS256 (a shared
   secret) or RS256/ES256 (the issuer's private key; the gateway has the public
   key from a PEM file or a JWK Set). :func:`verify_token` is the pure core (no
   I/O; the time and the keys are parameters): it returns a :class:`User` or a
@@ -60,6 +61,7 @@ __all__ = [
     "Rejected",
     "User",
     "auth_middleware",
+    "bearer_token",
     "issue_token",
     "token_header",
     "verify_token",
@@ -397,6 +399,8 @@ class JwtAuthMiddleware:
     async def _authenticate(self, req: Any, *, required: bool) -> None:
         token = req.get_param("token")
         if token is None and not required:
+            token = bearer_token(req.get_header("Authorization"))
+        if token is None and not required:
             return
         try:
             keys = await self._public_keys(token)
@@ -430,6 +434,20 @@ class JwtAuthMiddleware:
 
     async def process_request_ws(self, req: Any, ws: Any) -> None:
         await self._authenticate(req, required=True)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (RFC 6750 §2.1), or ``None``.
+
+    Plain HTTP clients (the page's room list) send it there; a WebSocket from a
+    browser cannot set headers and sends ``?token=``.
+    """
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 class DevAuthMiddleware:

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -25,10 +26,13 @@ from playwright.async_api import (
     expect,
 )
 
-from chat_gateway.app import create_app
+from chat_gateway.app import create_app, history_config
 from chat_gateway.server import uvicorn_options
 from chat_gateway.settings import Settings, load_settings
+from chat_protocol import subjects
+from falcon_pachinko import NatsBackend
 from falcon_pachinko.testing import LiveServer, scaled, serve
+from falcon_pachinko.testing.nats import NatsServer, nats_server
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -116,6 +120,10 @@ class ChatPage:
             f'[data-testid="message"][data-type="{message_type}"]'
         )
 
+    def chat_lines(self) -> Locator:
+        """Each chat message's ``sender: text`` (without its time or pending mark), in order."""
+        return self.entries("serverNewMessage").locator(".line")
+
     async def join(self, room: str, user: str) -> None:
         """Fill the form and press Join (does not wait for the connection)."""
         await self.by_id("room-input").fill(room)
@@ -175,9 +183,37 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
 
 
 @contextlib.asynccontextmanager
-async def serve_on_port(port: int = 0) -> AsyncIterator[LiveServer]:
+async def serve_on_port(port: int = 0, **env: str) -> AsyncIterator[LiveServer]:
     """A fresh gateway on ``127.0.0.1:port`` (a free one for 0), as a restart brings back."""
-    settings = gateway_settings()
+    settings = gateway_settings(**env)
     options = {**uvicorn_options(settings), "port": port}
     async with serve(create_app(settings), **options) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_on_nats(nats_url: str, port: int = 0, **env: str) -> AsyncIterator[LiveServer]:
+    """A gateway of a cluster: its rooms on NATS, its history in JetStream.
+
+    Stopped and served again on the same port it is a restarted gateway: what was
+    said meanwhile (through another gateway) is in the stream. No rooms service
+    runs, so there is no roster and no presence news (chat works without them).
+    """
+    settings = gateway_settings(CHAT_BACKEND="nats", CHAT_NATS_URL=nats_url, **env)
+    backend = NatsBackend(
+        servers=nats_url,
+        subject_prefix=subjects.PREFIX,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        request_timeout_s=0.5,
+        history=history_config(settings),
+    )
+    options = {**uvicorn_options(settings), "port": port}
+    async with serve(create_app(settings, backend), **options) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A real ``nats-server`` with JetStream, for this test."""
+    async with nats_server(tmp_path / "nats") as server:
         yield server
