@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -103,7 +103,9 @@ class ChatClient:
     """One room of a chat gateway, across reconnects.
 
     Args:
-        url: The gateway's base URL, ``ws://host:port`` (or ``wss://``).
+        url: The gateway's base URL, ``ws://host:port`` (or ``wss://``), or several
+            (gateways without a load balancer in front): each attempt after a
+            failure or a close goes to the next, in turn.
         room: The room's name (checked as the gateway checks it).
         user: The name to use with the gateway's ``CHAT_AUTH=dev``.
         token: A token (``CHAT_AUTH=jwt``), or an async callable returning a fresh
@@ -123,7 +125,7 @@ class ChatClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         room: str,
         *,
         user: str | None = None,
@@ -142,7 +144,11 @@ class ChatClient:
             raise ValueError("give exactly one of user (dev auth) and token")
         if max_events < 1:
             raise ValueError("max_events must be positive")
-        self.url = url.rstrip("/")
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("give at least one URL")
+        self.urls = [u.rstrip("/") for u in urls]
+        self._next_url = 0
         self.room = check_room_name(room)
         self.user = user
         self.state = RoomState(since=since)
@@ -405,7 +411,9 @@ class ChatClient:
             query["token"] = await self._token()
         else:
             query["token"] = self._token
-        return f"{self.url}/ws/chat/{quote(self.room)}?{urlencode(query)}"
+        base = self.urls[self._next_url % len(self.urls)]
+        self._next_url += 1  # the next attempt, if this one ends, goes to the next
+        return f"{base}/ws/chat/{quote(self.room)}?{urlencode(query)}"
 
     # -- events ------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from .backends.base import Backend, BackendSink, History, Member
 from .backends.memory import InProcessBackend
 from .close_codes import CloseCode
 from .connection import Connection, ConnectionLimits, encode_text
+from .drain import spread
 from .errors import BackendError, ConnectionClosed, HistoryUnavailable, RoomLimitExceeded
 from .history import (
     Appended,
@@ -95,6 +97,9 @@ class ManagerStats:
             ``max_connections`` already; they never reached a resource.
         connect_timeouts: Handshakes refused (HTTP 503) because ``on_connect``
             ran longer than ``connect_timeout_s``.
+        refused_draining: Handshakes refused (HTTP 503) because the process was
+            draining (:meth:`WebSocketConnectionManager.drain`).
+        drained: Connections closed by a drain (1012, spread over its window).
     """
 
     connections_opened: int = 0
@@ -105,6 +110,8 @@ class ManagerStats:
     rate_limit_closes: int = 0
     refused_full: int = 0
     connect_timeouts: int = 0
+    refused_draining: int = 0
+    drained: int = 0
     #: Messages stored by ``persist=True`` broadcasts of this process.
     messages_stored: int = 0
     #: ``persist=True`` broadcasts whose idempotency key had been used already.
@@ -164,6 +171,8 @@ class WebSocketConnectionManager(BackendSink):
         self._stamp = stamp
         self._feeds: dict[str, RoomFeed] = {}
         self._replays = Replays()
+        #: Set by :meth:`drain`: new handshakes are refused (HTTP 503).
+        self.draining = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -183,6 +192,33 @@ class WebSocketConnectionManager(BackendSink):
         :meth:`stop` calls it too. Idempotent.
         """
         self.backend.begin_shutdown()
+
+    async def drain(self, window_s: float, *, rng: random.Random | None = None) -> None:
+        """Close every connection with 1012 (service restart), spread over ``window_s``.
+
+        Call it when shutdown starts, after readiness fails: presence is held
+        (:meth:`begin_shutdown`), new handshakes are refused with HTTP 503 and
+        ``Retry-After``, and each connection is closed at its own moment of the
+        window (:func:`falcon_pachinko.drain.spread`), after what was queued for
+        it, so its client reconnects elsewhere while the others still chat,
+        instead of every client at once. Returns once the last close is started;
+        :meth:`stop` closes whatever connected meanwhile.
+        """
+        self.begin_shutdown()
+        self.draining = True
+        conns = list(self._connections.values())
+        rng = rng if rng is not None else random.Random()
+        rng.shuffle(conns)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        log.info("pachinko.drain_started", connections=len(conns), window_s=window_s)
+        for conn, offset in zip(conns, spread(len(conns), window_s, rng), strict=True):
+            if (wait := start + offset - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            if not conn.closed:
+                await conn.close(CloseCode.SERVICE_RESTART, "server restarting")
+                self.stats.drained += 1
+        log.info("pachinko.drain_finished", drained=self.stats.drained)
 
     async def stop(self) -> None:
         """Close every local connection (1012, service restart) and stop the backend."""

@@ -91,6 +91,10 @@ class WebSocketRoute:
     async def on_websocket(
         self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, **params: Any
     ) -> None:
+        if self._manager.draining:
+            self._manager.stats.refused_draining += 1
+            await refuse(req, ws, 503, _FULL_RETRY_AFTER_S)
+            return
         if self._manager.full:
             # No await between this check and register() below.
             self._manager.stats.refused_full += 1

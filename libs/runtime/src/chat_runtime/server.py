@@ -11,7 +11,10 @@ Signals
     fails readiness with them, before any connection closes) and start uvicorn's
     graceful shutdown, and the signal is *not* raised again: :meth:`run_until_exit`
     returns, and the caller drains NATS and picks the exit code. A second SIGINT
-    still forces the exit, as in uvicorn.
+    still forces the exit, as in uvicorn. With ``drain``, a signal runs the
+    ``on_exit`` callbacks, then awaits ``drain()`` (the gateway closes its clients
+    over a window), and only then starts uvicorn's shutdown; a second signal
+    during the drain starts it at once.
 
 Startup
     uvicorn raises ``SystemExit`` when it cannot bind or when the app's lifespan
@@ -32,7 +35,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Final
 
@@ -58,6 +61,8 @@ class Server(uvicorn.Server):
             :meth:`request_exit`), before uvicorn stops accepting connections.
             More may be appended to :attr:`on_exit` until then.
         on_started: Called with the bound port once the server listens.
+        drain: Awaited after the ``on_exit`` callbacks of a signal, before
+            uvicorn's shutdown starts.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Server(uvicorn.Server):
         handle_signals: bool = False,
         on_exit: Iterable[Callable[[], None]] = (),
         on_started: Callable[[int], None] | None = None,
+        drain: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(config)
         #: Set once startup finished, whether or not it succeeded (see ``started``).
@@ -75,6 +81,9 @@ class Server(uvicorn.Server):
         self._handle_signals = handle_signals
         self._on_started = on_started
         self._exiting = False
+        self._drain = drain
+        self._drain_started = False
+        self._draining: asyncio.Future[None] | None = None
 
     @property
     def port(self) -> int:
@@ -112,7 +121,28 @@ class Server(uvicorn.Server):
         # Called for SIGINT/SIGTERM (only with handle_signals).
         log.info("service.stopping", reason="signal", signal=sig)
         self._begin_exit()
+        if self._drain is not None and not self._drain_started:
+            # From the signal handler: the drain starts on the loop's next turn.
+            self._drain_started = True
+            asyncio.get_event_loop().call_soon_threadsafe(self._start_drain, sig, frame)
+            return
+        if self._draining is not None:  # a second signal: no more waiting
+            self._draining.cancel()
         super().handle_exit(sig, frame)
+
+    def _start_drain(self, sig: int, frame: FrameType | None) -> None:
+        assert self._drain is not None
+        drain = self._drain
+
+        async def drain_then_exit() -> None:
+            try:
+                await drain()
+            except Exception:
+                log.exception("service.drain_failed")
+            finally:
+                uvicorn.Server.handle_exit(self, sig, frame)
+
+        self._draining = asyncio.ensure_future(drain_then_exit())
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -17,7 +17,7 @@ from falcon_pachinko.subjects import Subjects
 
 from .app import create_app, history_config, recheck_on_reconnect
 from .metrics import Metrics
-from .server import Draining, Gate, exit_callbacks, serve
+from .server import Draining, Gate, drain_clients, exit_callbacks, serve
 from .settings import Settings, load_settings
 
 
@@ -39,7 +39,10 @@ async def run(settings: Settings) -> int:
             settings, registry=registry, ready=lambda: not draining.now, metrics=metrics
         )
         exits = exit_callbacks(lambda: app, draining)
-        return await serve(settings, app, None, on_exit=exits, on_header_timeout=slow_headers)
+        drain = drain_clients(lambda: app, settings.drain_s)
+        return await serve(
+            settings, app, None, on_exit=exits, on_header_timeout=slow_headers, drain=drain
+        )
     conn = NatsConnection("gateway", registry)
     probe: NatsProbe | None = None
 
@@ -74,8 +77,11 @@ async def run(settings: Settings) -> int:
     not_ready = functools.partial(metrics.reject, "not_ready")
     gate = Gate(ops_app(lambda: False, registry), ready, open_chat, on_refused=not_ready)
     exits = exit_callbacks(lambda: gate.app, draining)
+    drain = drain_clients(lambda: gate.app, settings.drain_s)
     try:
-        return await serve(settings, gate, conn, on_exit=exits, on_header_timeout=slow_headers)
+        return await serve(
+            settings, gate, conn, on_exit=exits, on_header_timeout=slow_headers, drain=drain
+        )
     finally:
         if probe is not None:
             await probe.stop()

@@ -85,6 +85,12 @@ class _ManagerCollector(Collector):
             "Resends with a clientMsgId already stored within the dedup window (not stored again)",
             value=stats.duplicates,
         )
+        yield CounterMetricFamily(
+            "chat_gateway_drained_connections",
+            f"Clients closed with {CloseCode.SERVICE_RESTART:d} by a drain at shutdown, spread"
+            " over CHAT_DRAIN_S",
+            value=stats.drained,
+        )
         latency = stats.delivery_latency
         yield HistogramMetricFamily(
             "chat_gateway_delivery_latency_seconds",
@@ -140,6 +146,7 @@ class _Rejections(Collector):
             library = {
                 "gateway_full": stats.refused_full,
                 "connect_timeout": stats.connect_timeouts,
+                "draining": stats.refused_draining,
             }
         for reason, count in sorted({**self.counts, **library}.items()):
             family.add_metric([reason], count)

@@ -35,7 +35,15 @@ from falcon_pachinko.uvicorn_ws import WebSocketProtocol
 from .httpguard import header_deadline_protocol
 from .settings import Settings
 
-__all__ = ["Draining", "Gate", "banner", "exit_callbacks", "serve", "uvicorn_options"]
+__all__ = [
+    "Draining",
+    "Gate",
+    "banner",
+    "drain_clients",
+    "exit_callbacks",
+    "serve",
+    "uvicorn_options",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +76,20 @@ def exit_callbacks(chat: Callable[[], Any], draining: Draining) -> list[Callable
             cast(PachinkoApp, app).ws_connection_manager.begin_shutdown()
 
     return [draining.set, hold_presence]
+
+
+def drain_clients(chat: Callable[[], Any], window_s: float) -> Callable[[], Awaitable[None]] | None:
+    """After the exit callbacks: close the chat's clients with 1012 spread over
+    ``window_s`` (jittered), so they do not all reconnect at once; ``None`` with
+    no window (uvicorn's shutdown closes them together)."""
+    if window_s <= 0:
+        return None
+
+    async def drain() -> None:
+        if (app := chat()) is not None:
+            await cast(PachinkoApp, app).ws_connection_manager.drain(window_s)
+
+    return drain
 
 
 class _Lifespan:
@@ -219,6 +241,7 @@ async def serve(
     *,
     on_exit: Iterable[Callable[[], None]] = (),
     on_header_timeout: Callable[[], None] | None = None,
+    drain: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Serve ``app`` until a signal or until ``conn`` is closed for good.
 
@@ -227,6 +250,7 @@ async def serve(
         app: The ASGI app; a :class:`Gate` with NATS, whose opening is watched.
         conn: The NATS connection to watch; ``None`` for the single-process mode.
         on_exit: Run when shutdown begins, before uvicorn's graceful shutdown.
+        drain: Awaited after ``on_exit`` on a signal, before uvicorn's shutdown.
         on_header_timeout: Called for each connection dropped for slow headers.
 
     Returns:
@@ -240,6 +264,7 @@ async def serve(
         handle_signals=True,
         on_exit=on_exit,
         on_started=lambda port: _announce(settings, port, ready=gate is None),
+        drain=drain,
     )
     serving = asyncio.create_task(server.run_until_exit(), name="uvicorn")
     waiters: set[asyncio.Future[Any]] = {serving}

@@ -146,6 +146,10 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     announce_room_prefix: str = ""
     #: Seconds uvicorn waits for connections to close at shutdown.
     shutdown_timeout_s: PositiveFloat = 10.0
+    #: Seconds over which a stopping gateway closes its clients (1012), each at a
+    #: random moment of its own slot, so they reconnect elsewhere a few at a time
+    #: rather than all at once. New handshakes get 503 meanwhile. 0: all at once.
+    drain_s: Annotated[float, Meta(ge=0, le=300)] = 5.0
 
     # -- Client limits -----------------------------------------------------------
     # Enforced by falcon_pachinko's session core for each connection, and by its
