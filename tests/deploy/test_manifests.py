@@ -483,7 +483,9 @@ def test_compose_wiring_ports_replicas_and_health() -> None:
             )
     assert sorted(host_ports) == [8000, 8001]
     assert services["announcer"]["deploy"]["replicas"] == 2
+    # Prometheus and Grafana only with `--profile monitoring` (test_monitoring.py checks them).
     assert services["prometheus"]["profiles"] == ["monitoring"]
+    assert services["grafana"]["profiles"] == ["monitoring"]
     assert "x-gateway" in _compose()
 
 
