@@ -33,12 +33,13 @@ import chat_announcer.settings
 import chat_gateway.settings
 import chat_rooms.settings
 from chat_runtime.natsconn import NatsConnection
+from chat_runtime.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 #: The Kubernetes release the manifests must be valid for (strict: no unknown fields).
 K8S_VERSION = "1.30.0"
-KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev"]
+KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/prod"]
 #: A stand-in for the JWT secret wherever a value is needed to validate settings.
 DUMMY_SECRET = "x" * 48
 
@@ -109,6 +110,23 @@ def _drain_timeout_s() -> float:
     """How long a service's NATS drain may take at shutdown (its bound)."""
     default = inspect.signature(NatsConnection.drain).parameters["timeout_s"].default
     return float(default)
+
+
+def shutdown_s(service: Service, env: Mapping[str, str], pre_stop: Doc) -> float:
+    """How long a container of ``service`` given ``env`` may take to stop after the
+    kubelet begins: its ``preStop`` sleep, then (the gateway) sockets closing with
+    1012 for CHAT_SHUTDOWN_TIMEOUT_S, then the NATS drain (CHAT_NATS_DRAIN_TIMEOUT_S),
+    each read from the settings the service loads from ``env``."""
+    values = dict(env)
+    values.setdefault("CHAT_JWT_SECRET", DUMMY_SECRET)
+    settings = service.settings.load_settings(values)
+    needed = float(settings.nats_drain_timeout_s)
+    if pre_stop:
+        assert pre_stop["command"][0] == "sleep"
+        needed += float(pre_stop["command"][1])
+    if service is GATEWAY:
+        needed += float(settings.shutdown_timeout_s)
+    return needed
 
 
 def _image_name(image: str) -> str:
@@ -225,8 +243,16 @@ def test_every_setting_given_to_a_container_is_a_setting_of_its_service(
         # In a pod the service must listen beyond loopback.
         assert env.get(service.host_env) == "0.0.0.0", service.image
     assert seen == set(SERVICES)
-    for config_map in _of_kind(docs, "ConfigMap").values():
-        assert all(k.startswith("CHAT_") for k in config_map.get("data", {}))
+    # ConfigMaps mounted as files (nats.conf in the prod overlay) are not settings.
+    mounted = {
+        volume["configMap"]["name"]
+        for workload in _workloads(docs)
+        for volume in workload["spec"]["template"]["spec"].get("volumes", [])
+        if "configMap" in volume
+    }
+    for name, config_map in _of_kind(docs, "ConfigMap").items():
+        if name not in mounted:
+            assert all(k.startswith("CHAT_") for k in config_map.get("data", {})), name
 
 
 def test_ports_probes_and_scrape_annotations_match_the_services(docs: tuple[Doc, ...]) -> None:
@@ -269,18 +295,13 @@ def test_every_workload_has_resources_probes_and_a_locked_down_security_context(
 
 
 def test_grace_periods_cover_the_shutdown(docs: tuple[Doc, ...]) -> None:
-    drain = _drain_timeout_s()
+    # The drain bound the services' settings default to is NatsConnection.drain's own.
+    defaults = {f.name: f.default for f in msgspec.structs.fields(CommonSettings)}
+    assert defaults["nats_drain_timeout_s"] == _drain_timeout_s()
     for workload, container, service in _chat_containers(docs):
         grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        needed = drain
         pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
-        if pre_stop:
-            assert pre_stop["command"][0] == "sleep"
-            needed += float(pre_stop["command"][1])
-        if service is GATEWAY:
-            env = _container_env(docs, container)
-            default = GATEWAY.fields["shutdown_timeout_s"].default
-            needed += float(env.get("CHAT_SHUTDOWN_TIMEOUT_S", default))
+        needed = shutdown_s(service, _container_env(docs, container), pre_stop)
         assert grace > needed, f"{service.image}: {grace} s <= {needed} s of shutdown"
 
 
@@ -309,7 +330,16 @@ def test_disruption_budgets_and_selectors_match_their_pods(docs: tuple[Doc, ...]
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items()
     budgets = _of_kind(docs, "PodDisruptionBudget")
-    assert set(budgets) == {"chat-gateway", "chat-announcer"}
+    # Never one for the single rooms replica: it would block every node drain.
+    assert (
+        {"chat-gateway", "chat-announcer"}
+        <= set(budgets)
+        <= {
+            "chat-gateway",
+            "chat-announcer",
+            "nats",
+        }
+    )
     for name, budget in budgets.items():
         assert budget["spec"]["selector"] == workloads[name]["spec"]["selector"]
     services = _of_kind(docs, "Service")
@@ -318,7 +348,13 @@ def test_disruption_budgets_and_selectors_match_their_pods(docs: tuple[Doc, ...]
 
 
 def test_only_the_chat_services_may_reach_nats(docs: tuple[Doc, ...]) -> None:
-    (policy,) = _of_kind(docs, "NetworkPolicy").values()
+    policies = _of_kind(docs, "NetworkPolicy")
+    policy = policies.pop("nats-clients")
+    # Any other policy (the prod overlay's routes) admits NATS pods only.
+    for other in policies.values():
+        for rule in other["spec"]["ingress"]:
+            for peer in rule["from"]:
+                assert peer == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
     nats = _of_kind(docs, "StatefulSet")["nats"]
     nats_labels = nats["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= nats_labels.items()
@@ -334,9 +370,16 @@ def test_only_the_chat_services_may_reach_nats(docs: tuple[Doc, ...]) -> None:
     (container,) = nats["spec"]["template"]["spec"]["containers"]
     client_port = _port_number(container, "client")
     assert [p["port"] for p in rule["ports"]] == [client_port]
+    services = _of_kind(docs, "Service")
     for _, chat_container, _ in _chat_containers(docs):
         url = _container_env(docs, chat_container)["CHAT_NATS_URL"]
-        assert url == f"nats://nats:{client_port}"
+        match = re.fullmatch(r"nats://([a-z0-9-]+):(\d+)", url)
+        assert match is not None, url
+        # A Service of this namespace in front of the NATS pods, on their client port.
+        host, port = match.group(1), int(match.group(2))
+        assert services[host]["spec"]["selector"].items() <= nats_labels.items(), url
+        targets = {p["port"]: p["targetPort"] for p in services[host]["spec"]["ports"]}
+        assert _port_number(container, targets[port]) == client_port == port, url
 
 
 def test_nats_runs_jetstream_on_a_volume_with_monitoring_probes() -> None:
@@ -364,8 +407,14 @@ def test_images_are_the_services_tagged_for_kustomize_to_retag() -> None:
     retaggable = {image["name"] for image in base["images"]}
     assert set(SERVICES) <= retaggable
     for kustomization in KUSTOMIZATIONS:
-        images = {c["image"] for _, c, _ in _chat_containers(_render(kustomization))}
+        docs = _render(kustomization)
+        images = {c["image"] for _, c, _ in _chat_containers(docs)}
         assert images == {f"{name}:0.1.0" for name in SERVICES}
+        # The history reads use batch direct get: nats-server 2.11 or newer.
+        (nats,) = _of_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+        match = re.fullmatch(r"nats:(\d+)\.(\d+)(?:\.\d+)?-alpine", nats["image"])
+        assert match is not None, nats["image"]
+        assert (int(match.group(1)), int(match.group(2))) >= (2, 11), nats["image"]
 
 
 def test_dev_overlay_is_one_small_gateway_with_console_logs() -> None:
