@@ -114,9 +114,10 @@ def _drain_timeout_s() -> float:
 
 def shutdown_s(service: Service, env: Mapping[str, str], pre_stop: Doc) -> float:
     """How long a container of ``service`` given ``env`` may take to stop after the
-    kubelet begins: its ``preStop`` sleep, then (the gateway) sockets closing with
-    1012 for CHAT_SHUTDOWN_TIMEOUT_S, then the NATS drain (CHAT_NATS_DRAIN_TIMEOUT_S),
-    each read from the settings the service loads from ``env``."""
+    kubelet begins: its ``preStop`` sleep, then (the gateway) its clients closed with
+    1012 over CHAT_DRAIN_S and the sockets closing for CHAT_SHUTDOWN_TIMEOUT_S, then
+    the NATS drain (CHAT_NATS_DRAIN_TIMEOUT_S), each read from the settings the
+    service loads from ``env``."""
     values = dict(env)
     values.setdefault("CHAT_JWT_SECRET", DUMMY_SECRET)
     settings = service.settings.load_settings(values)
@@ -125,7 +126,7 @@ def shutdown_s(service: Service, env: Mapping[str, str], pre_stop: Doc) -> float
         assert pre_stop["command"][0] == "sleep"
         needed += float(pre_stop["command"][1])
     if service is GATEWAY:
-        needed += float(settings.shutdown_timeout_s)
+        needed += float(settings.drain_s) + float(settings.shutdown_timeout_s)
     return needed
 
 

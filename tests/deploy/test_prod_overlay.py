@@ -151,8 +151,8 @@ def test_the_gateway_grace_period_covers_its_drain() -> None:
     (container,) = gateway["containers"]
     pre_stop = container["lifecycle"]["preStop"]["exec"]
     drain = shutdown_s(GATEWAY, _container_env(docs, container), pre_stop)
-    # preStop 10 + CHAT_SHUTDOWN_TIMEOUT_S 15 + CHAT_NATS_DRAIN_TIMEOUT_S 5.
-    assert drain == 30
+    # preStop 10 + CHAT_DRAIN_S 5 + CHAT_SHUTDOWN_TIMEOUT_S 15 + CHAT_NATS_DRAIN_TIMEOUT_S 5.
+    assert drain == 35
     assert gateway["terminationGracePeriodSeconds"] >= drain + 10
 
 
