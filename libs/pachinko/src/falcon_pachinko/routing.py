@@ -98,6 +98,7 @@ class WebSocketRoute:
             await refuse(req, ws, 503, _FULL_RETRY_AFTER_S)
             return
         handlers = self._resource_cls._pachinko_handlers
+        _read_directly(ws)
         conn = Connection(
             ws,
             self._manager.limits,
@@ -216,6 +217,22 @@ class WebSocketRoute:
         if decision.closing:
             stats.rate_limit_closes += 1
             log.warning("pachinko.rate_limit_close")
+
+
+def _read_directly(ws: falcon.asgi.WebSocket) -> None:
+    # NOTE: Falcon buffers received events in a task of its own per connection
+    # (``_BufferedReceiver``: a pump task and an ``asyncio.wait`` per receive),
+    # so that an application that only sends learns of a disconnect. A library
+    # connection always has a receive pending once accepted (the receive loop),
+    # so the buffer only costs memory: about 3 KB per idle connection. Reading
+    # the server's ``receive`` directly is what Falcon does with
+    # ``max_receive_queue=0``; done here per connection, so the application's
+    # other WebSocket routes keep their option. Called before the accept, which
+    # would start the pump.
+    receiver = getattr(ws, "_buffered_receiver", None)
+    if receiver is not None and getattr(receiver, "_pump_task", True) is None:
+        ws._asgi_receive = receiver._asgi_receive
+        receiver._max_queue = 0  # the accept starts no pump
 
 
 def _retry_after(exc: falcon.errors.HTTPError) -> int | None:

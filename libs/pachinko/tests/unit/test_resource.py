@@ -311,3 +311,36 @@ async def test_scroll_back_leaves_out_what_the_connection_was_excluded_from() ->
     assert mine["type"] == "history" and mine["messages"] == []
     assert [m["type"] for m in joined["messages"]] == ["said"]
     assert [m["type"] for m in theirs["messages"]] == ["said"]
+
+
+class Raw(WebSocketResource):
+    """Hands its connection's Falcon ``WebSocket`` to the test."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_connect(self, req: Any, ws: WebSocketLike) -> bool:
+        self.recorder.events.append(("raw", ws.raw))  # type: ignore[attr-defined]
+        return True
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        self.recorder.events.append(("disconnect", close_code))
+
+
+async def test_an_accepted_connection_reads_with_no_receive_task_of_falcons() -> None:
+    recorder = Recorder()
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app)
+    app.add_websocket_route("/ws", Raw, recorder)  # type: ignore[attr-defined]
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        async with conductor.simulate_ws("/ws") as ws:
+            await ws.send_json({"type": "anything"})  # read and handled: the loop runs
+            raw = recorder.events[0][1]
+            assert raw._buffered_receiver._pump_task is None
+            await ws.close(4100)
+        async with asyncio.timeout(BOUND_S):
+            while len(recorder.events) < 2:
+                await asyncio.sleep(0.01)
+    # A disconnect is still seen at once, with its code; the app's option is untouched.
+    assert recorder.events[1] == ("disconnect", 4100)
+    assert app.ws_options.max_receive_queue > 0
