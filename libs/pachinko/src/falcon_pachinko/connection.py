@@ -485,6 +485,11 @@ class Connection:
             log.exception("pachinko.writer_failed", connection_id=self.id)
             self._session.fail()
             self._perform()
+        finally:
+            # A writer that went idle (a lent socket) or ended is let go: a done
+            # task still holds its coroutine, and idle connections are many.
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _write_next(self) -> bool:
         # One step of the writer; False when it is done (or, with a lent socket, idle).

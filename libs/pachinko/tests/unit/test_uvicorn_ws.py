@@ -206,3 +206,37 @@ async def test_the_flag_wakes_every_waiter_once_set() -> None:
     assert not flag.is_set()
     flag.set()
     assert await flag.wait() is True
+
+
+async def test_a_connection_lets_its_writer_go_once_its_queue_has_drained() -> None:
+    from falcon_pachinko import Connection, ConnectionLimits
+
+    class Raw:  # what Connection calls on Falcon's WebSocket before the accept
+        subprotocols = ()
+
+        async def accept(self, subprotocol: str | None = None) -> None:
+            pass
+
+    protocol, transport, sink = await lent()
+    conn = Connection(Raw(), ConnectionLimits(), wire=sink)  # type: ignore[arg-type]
+    await conn.send_text("early")  # held until the accept: the writer writes it
+    await conn.accept()
+    writer = conn._writer
+    assert writer is not None
+    async with asyncio.timeout(BOUND_S):
+        await writer
+    assert conn._writer is None  # a done task holds its coroutine: not kept
+    # Later traffic still goes out, in order, written at once or by a new writer.
+    protocol.pause_writing()
+    assert conn.offer_text("queued")
+    assert conn._writer is not None
+    protocol.resume_writing()
+    async with asyncio.timeout(BOUND_S):
+        while conn._writer is not None or conn.session.backlog:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the turn's flush
+    wire = bytes(transport.out)
+    assert wire.index(b"early") < wire.index(b"queued")
+    protocol.connection_lost(None)
+    conn.mark_closed(1006)
+    await conn.finish()
