@@ -110,17 +110,21 @@ class WebSocketRoute:
         resource._pachinko_conn = conn
         resource._pachinko_manager = self._manager
         self._manager.register(conn)
-        bound = structlog.contextvars.bound_contextvars(
-            connection_id=conn.id, resource=self._resource_cls.__qualname__
-        )
         try:
-            with bound:
+            # Bound and reset by hand, not with ``bound_contextvars``: its context
+            # manager and generator would stay suspended for the connection's life.
+            tokens = structlog.contextvars.bind_contextvars(
+                connection_id=conn.id, resource=self._resource_cls.__qualname__
+            )
+            try:
                 if await self._connect(resource, req, conn, params):
                     try:
                         await self._serve(resource, conn)
                     finally:
                         code = conn.close_code or _NO_STATUS
                         await _guarded("on_disconnect", resource.on_disconnect(conn, code))
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
         finally:
             await self._manager.unregister(conn)
             await conn.finish()
@@ -196,12 +200,21 @@ class WebSocketRoute:
             conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _receive_loop(self, resource: WebSocketResource, conn: Connection) -> None:
+        raw = conn.raw
         while not conn.closed:
+            # NOTE: Falcon's public API receives either text (receive_text) or
+            # binary (receive_data) and consumes a frame of the other kind as an
+            # error. A chat must hand any frame to on_unhandled, so read the ASGI
+            # event itself through Falcon's ``_receive``, which keeps Falcon's close
+            # bookkeeping intact. Read here, not in a helper: one coroutine frame
+            # less suspended per idle connection.
             try:
-                frame = await _receive_frame(conn.raw)
+                event = await raw._receive()
             except falcon.errors.WebSocketDisconnected as exc:
                 conn.mark_closed(exc.code)
                 return
+            text = event.get("text")
+            frame = str(text) if text is not None else bytes(event.get("bytes") or b"")
             self._manager.stats.frames_received += 1
             decision = conn.receive(frame)
             if isinstance(decision, RateLimited):
@@ -252,18 +265,6 @@ async def _refuse(
         return
     conn.mark_closed(CloseCode.POLICY_VIOLATION)  # nothing queued may go out
     await refuse(req, conn.raw, status, retry_after_s)
-
-
-async def _receive_frame(ws: falcon.asgi.WebSocket) -> str | bytes:
-    # NOTE: Falcon's public API receives either text (receive_text) or binary
-    # (receive_data) and consumes a frame of the other kind as an error. A chat
-    # must hand any frame to on_unhandled, so read the ASGI event itself through
-    # Falcon's buffered receiver, which keeps Falcon's close bookkeeping intact.
-    event = await ws._receive()
-    text = event.get("text")
-    if text is not None:
-        return str(text)
-    return bytes(event.get("bytes") or b"")
 
 
 async def _perform(
