@@ -36,6 +36,7 @@ is built and before anything is registered, so it never counts itself.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,10 @@ _RETRY_AFTER_S = 1
 #: Suggested to a client refused because the process is full: long enough for
 #: connections to end, or for a load balancer to send the retry elsewhere.
 _FULL_RETRY_AFTER_S = 5
+
+
+#: The buffer of every Falcon receiver the library reads around (see ``_read_directly``).
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
 class _ConnectTimedOut(Exception):
@@ -246,6 +251,9 @@ def _read_directly(ws: falcon.asgi.WebSocket) -> None:
     if receiver is not None and getattr(receiver, "_pump_task", True) is None:
         ws._asgi_receive = receiver._asgi_receive
         receiver._max_queue = 0  # the accept starts no pump
+        # Its buffer is never filled nor read now: one shared empty deque
+        # instead of one per connection.
+        receiver._messages = _NO_MESSAGES
 
 
 def _retry_after(exc: falcon.errors.HTTPError) -> int | None:

@@ -337,6 +337,7 @@ async def test_an_accepted_connection_reads_with_no_receive_task_of_falcons() ->
             await ws.send_json({"type": "anything"})  # read and handled: the loop runs
             raw = recorder.events[0][1]
             assert raw._buffered_receiver._pump_task is None
+            assert raw._buffered_receiver._messages.maxlen == 0  # one shared, empty
             await ws.close(4100)
         async with asyncio.timeout(BOUND_S):
             while len(recorder.events) < 2:
