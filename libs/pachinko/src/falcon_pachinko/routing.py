@@ -213,10 +213,18 @@ class WebSocketRoute:
             # event itself through Falcon's ``_receive``, which keeps Falcon's close
             # bookkeeping intact. Read here, not in a helper: one coroutine frame
             # less suspended per idle connection.
+            bound = conn.reading()
             try:
-                event = await raw._receive()
+                async with bound:
+                    event = await raw._receive()
             except falcon.errors.WebSocketDisconnected as exc:
                 conn.mark_closed(exc.code)
+                return
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                # The close began (Connection.reading): nothing more is read.
+                conn.mark_closed(conn.close_code or CloseCode.NORMAL)
                 return
             text = event.get("text")
             frame = str(text) if text is not None else bytes(event.get("bytes") or b"")
@@ -242,7 +250,8 @@ def _read_directly(ws: falcon.asgi.WebSocket) -> None:
     # (``_BufferedReceiver``: a pump task and an ``asyncio.wait`` per receive),
     # so that an application that only sends learns of a disconnect. A library
     # connection always has a receive pending once accepted (the receive loop),
-    # so the buffer only costs memory: about 3 KB per idle connection. Reading
+    # so the buffer only costs memory: about 3 KB per idle connection. (Falcon's
+    # close also ends the buffered reads; ``Connection.reading`` keeps that.) Reading
     # the server's ``receive`` directly is what Falcon does with
     # ``max_receive_queue=0``; done here per connection, so the application's
     # other WebSocket routes keep their option. Called before the accept, which
