@@ -195,6 +195,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._accepted = False
+        #: The bound of the receive loop's read in progress (see :meth:`reading`).
+        self._read_bound: asyncio.Timeout | None = None
 
     # -- WebSocketLike -------------------------------------------------------
 
@@ -344,6 +346,25 @@ class Connection:
         """
         return self.offer(Send.of_utf8(data))
 
+    def reading(self) -> asyncio.Timeout:
+        """A bound for one read of the receive loop: it expires when the close begins.
+
+        Enter it at once (``async with conn.reading():``). Once the connection
+        starts closing its socket nothing more is read, as Falcon's ``close``
+        ends its buffered reads: a close frame that cannot go out (a client that
+        stopped reading) must not leave the receive loop waiting for ever.
+        """
+        bound = self._read_bound = asyncio.timeout(None)
+        return bound
+
+    def _end_reads(self) -> None:
+        bound, self._read_bound = self._read_bound, None
+        if bound is not None:
+            try:
+                bound.reschedule(asyncio.get_running_loop().time())
+            except RuntimeError:
+                pass  # that read is over already
+
     def receive(self, frame: str | bytes) -> Inbound:
         """Decide what a received frame is for (see :meth:`Session.receive`)."""
         decision = self._session.receive(frame, self._clock())
@@ -485,6 +506,11 @@ class Connection:
             log.exception("pachinko.writer_failed", connection_id=self.id)
             self._session.fail()
             self._perform()
+        finally:
+            # A writer that went idle (a lent socket) or ended is let go: a done
+            # task still holds its coroutine, and idle connections are many.
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _write_next(self) -> bool:
         # One step of the writer; False when it is done (or, with a lent socket, idle).
@@ -529,6 +555,7 @@ class Connection:
             await self.raw.send_data(payload.encode())
 
     async def _close_raw(self, code: int, reason: str | None) -> None:
+        self._end_reads()
         try:
             await self.raw.close(code, reason)
         except (falcon.errors.WebSocketDisconnected, ConnectionError):

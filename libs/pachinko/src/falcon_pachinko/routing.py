@@ -36,6 +36,7 @@ is built and before anything is registered, so it never counts itself.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,10 @@ _RETRY_AFTER_S = 1
 #: Suggested to a client refused because the process is full: long enough for
 #: connections to end, or for a load balancer to send the retry elsewhere.
 _FULL_RETRY_AFTER_S = 5
+
+
+#: The buffer of every Falcon receiver the library reads around (see ``_read_directly``).
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
 class _ConnectTimedOut(Exception):
@@ -102,6 +107,7 @@ class WebSocketRoute:
             await refuse(req, ws, 503, _FULL_RETRY_AFTER_S)
             return
         handlers = self._resource_cls._pachinko_handlers
+        _read_directly(ws)
         conn = Connection(
             ws,
             self._manager.limits,
@@ -113,17 +119,21 @@ class WebSocketRoute:
         resource._pachinko_conn = conn
         resource._pachinko_manager = self._manager
         self._manager.register(conn)
-        bound = structlog.contextvars.bound_contextvars(
-            connection_id=conn.id, resource=self._resource_cls.__qualname__
-        )
         try:
-            with bound:
+            # Bound and reset by hand, not with ``bound_contextvars``: its context
+            # manager and generator would stay suspended for the connection's life.
+            tokens = structlog.contextvars.bind_contextvars(
+                connection_id=conn.id, resource=self._resource_cls.__qualname__
+            )
+            try:
                 if await self._connect(resource, req, conn, params):
                     try:
                         await self._serve(resource, conn)
                     finally:
                         code = conn.close_code or _NO_STATUS
                         await _guarded("on_disconnect", resource.on_disconnect(conn, code))
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
         finally:
             await self._manager.unregister(conn)
             await conn.finish()
@@ -199,12 +209,29 @@ class WebSocketRoute:
             conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _receive_loop(self, resource: WebSocketResource, conn: Connection) -> None:
+        raw = conn.raw
         while not conn.closed:
+            # NOTE: Falcon's public API receives either text (receive_text) or
+            # binary (receive_data) and consumes a frame of the other kind as an
+            # error. A chat must hand any frame to on_unhandled, so read the ASGI
+            # event itself through Falcon's ``_receive``, which keeps Falcon's close
+            # bookkeeping intact. Read here, not in a helper: one coroutine frame
+            # less suspended per idle connection.
+            bound = conn.reading()
             try:
-                frame = await _receive_frame(conn.raw)
+                async with bound:
+                    event = await raw._receive()
             except falcon.errors.WebSocketDisconnected as exc:
                 conn.mark_closed(exc.code)
                 return
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                # The close began (Connection.reading): nothing more is read.
+                conn.mark_closed(conn.close_code or CloseCode.NORMAL)
+                return
+            text = event.get("text")
+            frame = str(text) if text is not None else bytes(event.get("bytes") or b"")
             self._manager.stats.frames_received += 1
             decision = conn.receive(frame)
             if isinstance(decision, RateLimited):
@@ -220,6 +247,26 @@ class WebSocketRoute:
         if decision.closing:
             stats.rate_limit_closes += 1
             log.warning("pachinko.rate_limit_close")
+
+
+def _read_directly(ws: falcon.asgi.WebSocket) -> None:
+    # NOTE: Falcon buffers received events in a task of its own per connection
+    # (``_BufferedReceiver``: a pump task and an ``asyncio.wait`` per receive),
+    # so that an application that only sends learns of a disconnect. A library
+    # connection always has a receive pending once accepted (the receive loop),
+    # so the buffer only costs memory: about 3 KB per idle connection. (Falcon's
+    # close also ends the buffered reads; ``Connection.reading`` keeps that.) Reading
+    # the server's ``receive`` directly is what Falcon does with
+    # ``max_receive_queue=0``; done here per connection, so the application's
+    # other WebSocket routes keep their option. Called before the accept, which
+    # would start the pump.
+    receiver = getattr(ws, "_buffered_receiver", None)
+    if receiver is not None and getattr(receiver, "_pump_task", True) is None:
+        ws._asgi_receive = receiver._asgi_receive
+        receiver._max_queue = 0  # the accept starts no pump
+        # Its buffer is never filled nor read now: one shared empty deque
+        # instead of one per connection.
+        receiver._messages = _NO_MESSAGES
 
 
 def _retry_after(exc: falcon.errors.HTTPError) -> int | None:
@@ -239,18 +286,6 @@ async def _refuse(
         return
     conn.mark_closed(CloseCode.POLICY_VIOLATION)  # nothing queued may go out
     await refuse(req, conn.raw, status, retry_after_s)
-
-
-async def _receive_frame(ws: falcon.asgi.WebSocket) -> str | bytes:
-    # NOTE: Falcon's public API receives either text (receive_text) or binary
-    # (receive_data) and consumes a frame of the other kind as an error. A chat
-    # must hand any frame to on_unhandled, so read the ASGI event itself through
-    # Falcon's buffered receiver, which keeps Falcon's close bookkeeping intact.
-    event = await ws._receive()
-    text = event.get("text")
-    if text is not None:
-        return str(text)
-    return bytes(event.get("bytes") or b"")
 
 
 async def _perform(

@@ -111,6 +111,7 @@ __all__ = [
 ]
 
 _NO_HANDLERS: Final[Mapping[str, HandlerSpec]] = MappingProxyType({})
+_NO_DEADLINE_CLOSE: Final[tuple[int, str | None]] = (CloseCode.NORMAL, None)
 
 
 class QueueLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,14 +175,16 @@ class Session:
         self._budget = budget.bucket() if budget is not None else None
         self._flood = budget.bucket() if budget is not None else None
         self._deadline: float | None = None
-        self._deadline_close: tuple[int, str | None] = (CloseCode.NORMAL, None)
+        self._deadline_close = _NO_DEADLINE_CLOSE
         self._state = State.HANDSHAKE
+        # The containers below are made when first needed and let go when
+        # emptied: an idle connection holds none of them.
         #: Frames sent during the handshake; they go out first at the accept.
-        self._early: list[Send] = []
-        self._queue: deque[Outbound] = deque()
+        self._early: list[Send] | None = None
+        self._queue: deque[Outbound] | None = None
         #: Bytes of every frame in ``_early`` and ``_queue``.
         self._queued_bytes = 0
-        self._actions: list[Action] = []
+        self._actions: list[Action] | None = None
         #: A close frame was queued or handed out: no second one may follow.
         self._close_emitted = False
         self._aborted = False
@@ -216,7 +219,7 @@ class Session:
     @property
     def backlog(self) -> int:
         """Frames waiting to be written, early ones included."""
-        return len(self._queue) + len(self._early)
+        return (len(self._queue) if self._queue else 0) + (len(self._early) if self._early else 0)
 
     @property
     def queued_bytes(self) -> int:
@@ -243,8 +246,9 @@ class Session:
         """
         if self._state is State.HANDSHAKE:
             self._state = State.OPEN
-            self._queue.extendleft(reversed(self._early))
-            self._early.clear()
+            if self._early:
+                self._queued().extendleft(reversed(self._early))
+            self._early = None
             self.tick(now)  # a deadline that passed during the handshake
         elif self._state is State.CLOSING and not self._close_emitted:
             self._emit_close_last()
@@ -269,7 +273,7 @@ class Session:
             self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
             return False
         # Room traffic queues behind the early frames even before the accept.
-        self._queue.append(frame)
+        self._queued().append(frame)
         self._queued_bytes += frame.size
         return True
 
@@ -297,7 +301,12 @@ class Session:
                 return Admission.FULL
             self.abort(CloseCode.INTERNAL_ERROR, "handshake queue overflow")
             return Admission.CLOSED
-        (self._early if self._state is State.HANDSHAKE else self._queue).append(frame)
+        if self._state is State.HANDSHAKE:
+            if self._early is None:
+                self._early = []
+            self._early.append(frame)
+        else:
+            self._queued().append(frame)
         self._queued_bytes += frame.size
         return Admission.QUEUED
 
@@ -395,6 +404,8 @@ class Session:
         self._set_closing(code, reason)
         self._drop_queue()
         self._close_emitted = True
+        if self._actions is None:
+            self._actions = []
         self._actions.append(Close(code, truncate_reason(reason)))
 
     def fail(self) -> None:
@@ -428,9 +439,12 @@ class Session:
         Taking a frame releases its share of the limits, and taking the close
         frame ends the session (``CLOSED``).
         """
-        if self._state is State.HANDSHAKE or not self._queue:
+        queue = self._queue
+        if self._state is State.HANDSHAKE or not queue:
             return None
-        item = self._queue.popleft()
+        item = queue.popleft()
+        if not queue:
+            self._queue = None
         if isinstance(item, Close):
             self._state = State.CLOSED
         else:
@@ -445,9 +459,9 @@ class Session:
         them together (one write for all of them); the close frame stays for
         :meth:`next_frame`.
         """
-        if self._state is State.HANDSHAKE:
-            return []
         queue = self._queue
+        if self._state is State.HANDSHAKE or not queue:
+            return []
         taken: list[Send] = []
         size = 0
         while queue:
@@ -457,6 +471,8 @@ class Session:
             queue.popleft()
             taken.append(head)
             size += head.size
+        if not queue:
+            self._queue = None
         self._queued_bytes -= size
         return taken
 
@@ -469,8 +485,8 @@ class Session:
 
     def actions(self) -> list[Action]:
         """Take what must be done at once (a :class:`Close` from an abort)."""
-        actions, self._actions = self._actions, []
-        return actions
+        actions, self._actions = self._actions, None
+        return [] if actions is None else actions
 
     # -- internals -------------------------------------------------------------
 
@@ -495,11 +511,17 @@ class Session:
 
     def _emit_close_last(self) -> None:
         self._close_emitted = True
-        self._queue.append(Close(self.close_code or CloseCode.NORMAL, self.close_reason))
+        self._queued().append(Close(self.close_code or CloseCode.NORMAL, self.close_reason))
+
+    def _queued(self) -> deque[Outbound]:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        return queue
 
     def _drop_queue(self) -> None:
-        self._early.clear()
-        self._queue.clear()
+        self._early = None
+        self._queue = None
         self._queued_bytes = 0
 
     def __repr__(self) -> str:

@@ -9,13 +9,20 @@ to the transport, framed once per message for every recipient (see
 :mod:`falcon_pachinko.wire`). Everything else — the handshake, ``accept``,
 denial responses, close, ping/pong, reading — is uvicorn's, unchanged; any other
 ASGI server runs the library through plain ASGI.
+
+An idle connection is what a chat server holds most of, so the protocol also
+holds less per connection than uvicorn's: its ASGI receive queue and its
+"writable" flag are small purpose-built objects (:class:`_Inbox`,
+:class:`_Flag`) instead of an :class:`asyncio.Queue` and an
+:class:`asyncio.Event` (four and one ``deque`` each), and the handshake's
+request is emptied once the connection is accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import structlog
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -32,6 +39,8 @@ _FLUSH_AT: Final = 64 * 1024
 
 __all__ = ["WebSocketProtocol"]
 
+_T = TypeVar("_T")
+
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, with a frame sink in the scope.
@@ -43,6 +52,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     _sink: _Sink | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The same interface as uvicorn's, for what uvicorn calls on them.
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag(set_=True)  # type: ignore[assignment]
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -64,7 +79,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._recheck()
         if self.handshake_complete and hasattr(self, "response"):
             # The handshake is over: its request and response (headers and all)
-            # are never read again, and idle connections are many.
+            # are never read again, and idle connections are many. The
+            # request's headers are emptied, not just let go: websockets' parser
+            # keeps the request in its suspended frame for the connection's life.
+            self.request.headers.clear()
             del self.request, self.response
 
     def data_received(self, data: bytes) -> None:
@@ -160,6 +178,104 @@ class _Sink:
 
     async def drained(self) -> None:
         await self._protocol.writable.wait()
+
+
+class _Inbox(Generic[_T]):
+    """The ASGI receive queue of one connection: what uvicorn's ``asyncio.Queue`` does here.
+
+    uvicorn only calls ``put_nowait``, ``get`` and ``empty``; it holds a message
+    or two at most (it pauses reading while one waits). Items and waiters are
+    lists, made when first needed, instead of the queue's four ``deque`` objects
+    and its ``Event``: an idle connection holds one waiting future.
+    """
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[_T] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def put_nowait(self, item: _T) -> None:
+        if self._items is None:
+            self._items = [item]
+        else:
+            self._items.append(item)
+        self._wake_one()
+
+    async def get(self) -> _T:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = [waiter]
+            else:
+                self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                if self._items and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: the item is another's
+                raise
+            finally:
+                if self._waiters is not None and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Flag:
+    """Whether the transport takes writes: the ``asyncio.Event`` uvicorn keeps, smaller.
+
+    ``set``, ``clear``, ``is_set`` and ``wait``, as uvicorn and the sink use them;
+    the list of waiters is made when someone first waits (a paused transport).
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, *, set_: bool = False) -> None:
+        self._set = set_
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
 
 
 class _Flusher:

@@ -311,3 +311,71 @@ async def test_scroll_back_leaves_out_what_the_connection_was_excluded_from() ->
     assert mine["type"] == "history" and mine["messages"] == []
     assert [m["type"] for m in joined["messages"]] == ["said"]
     assert [m["type"] for m in theirs["messages"]] == ["said"]
+
+
+class Raw(WebSocketResource):
+    """Hands its connection's Falcon ``WebSocket`` to the test."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_connect(self, req: Any, ws: WebSocketLike) -> bool:
+        self.recorder.events.append(("raw", ws.raw))  # type: ignore[attr-defined]
+        return True
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        self.recorder.events.append(("disconnect", close_code))
+
+
+async def test_an_accepted_connection_reads_with_no_receive_task_of_falcons() -> None:
+    recorder = Recorder()
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app)
+    app.add_websocket_route("/ws", Raw, recorder)  # type: ignore[attr-defined]
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        async with conductor.simulate_ws("/ws") as ws:
+            await ws.send_json({"type": "anything"})  # read and handled: the loop runs
+            raw = recorder.events[0][1]
+            assert raw._buffered_receiver._pump_task is None
+            assert raw._buffered_receiver._messages.maxlen == 0  # one shared, empty
+            await ws.close(4100)
+        async with asyncio.timeout(BOUND_S):
+            while len(recorder.events) < 2:
+                await asyncio.sleep(0.01)
+    # A disconnect is still seen at once, with its code; the app's option is untouched.
+    assert recorder.events[1] == ("disconnect", 4100)
+    assert app.ws_options.max_receive_queue > 0
+
+
+class Context(WebSocketResource):
+    """Records the structlog context its hooks and handlers run in."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_connect(self, req: Any, ws: WebSocketLike) -> bool:
+        self.recorder.events.append(("connect", structlog.contextvars.get_contextvars()))
+        return True
+
+    @handles_message("echo")
+    async def echo(self, ws: WebSocketLike, payload: Any) -> None:
+        self.recorder.events.append(("echo", structlog.contextvars.get_contextvars()))
+        await ws.send_media({"type": "echoed"})
+
+    async def on_disconnect(self, ws: WebSocketLike, close_code: int) -> None:
+        self.recorder.events.append(("disconnect", structlog.contextvars.get_contextvars()))
+
+
+async def test_hooks_and_handlers_log_with_the_connection_id_and_resource() -> None:
+    recorder = Recorder()
+    app = falcon.asgi.App()
+    falcon_pachinko.install(app)
+    app.add_websocket_route("/ws", Context, recorder)  # type: ignore[attr-defined]
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        async with conductor.simulate_ws("/ws") as ws:
+            await ws.send_json({"type": "echo"})
+            assert await ws.receive_json() == {"type": "echoed"}
+    assert [e[0] for e in recorder.events] == ["connect", "echo", "disconnect"]
+    ids = {e[1]["connection_id"] for e in recorder.events}
+    assert len(ids) == 1 and all(e[1]["resource"] == "Context" for e in recorder.events)
+    assert "connection_id" not in structlog.contextvars.get_contextvars()

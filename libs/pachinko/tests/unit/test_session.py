@@ -381,3 +381,19 @@ def test_queue_limits_must_be_positive() -> None:
         QueueLimits(max_messages=0)
     with pytest.raises(ValueError, match="positive"):
         QueueLimits(max_bytes=0)
+
+
+def test_an_idle_session_holds_no_queue_and_one_drained_lets_it_go(clock: Clock) -> None:
+    session = make()
+    assert session.send(Send.of_text("early"), clock()) is Admission.QUEUED
+    assert session.offer(Send.of_text("room"), clock())
+    session.accept(clock())
+    assert session.backlog == 2
+    assert [f.as_text() for f in session.next_sends(1 << 20)] == ["early", "room"]
+    # Emptied: the containers go, and the session takes frames as before.
+    assert (session._queue, session._early, session._actions) == (None, None, None)
+    assert session.may_write_now() and session.backlog == 0 and session.queued_bytes == 0
+    assert session.offer(Send.of_text("a"), clock()) and session.offer(Send.of_text("b"), clock())
+    session.close(CloseCode.NORMAL)
+    assert drain(session) == [Send.of_text("a"), Send.of_text("b"), Close(CloseCode.NORMAL, None)]
+    assert session._queue is None and session.actions() == []

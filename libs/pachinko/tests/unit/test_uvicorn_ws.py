@@ -133,3 +133,110 @@ async def test_one_failing_flush_strands_no_other_connection() -> None:
     flusher._due = [Broken(), Fine()]  # type: ignore[list-item]
     flusher._flush()
     assert flushed == ["fine"] and flusher._due == []
+
+
+# -- what an idle connection holds ------------------------------------------------
+
+
+async def test_after_the_accept_the_handshake_request_holds_no_headers() -> None:
+    protocol, transport, sink = await lent()
+    assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+    # websockets' parser keeps the request in its suspended frame: it is emptied.
+    frame = protocol.conn.parser.gi_frame
+    assert frame is not None
+    request = frame.f_locals["request"]
+    assert list(request.headers.raw_items()) == []
+    # The ASGI scope keeps its own copy, for the application.
+    assert (b"Upgrade", b"websocket") in protocol.scope["headers"]
+    protocol.connection_lost(None)
+
+
+async def test_the_receive_queue_and_the_writable_flag_are_uvicorns_in_behaviour() -> None:
+    protocol, transport, sink = await lent()
+    assert not isinstance(protocol.queue, asyncio.Queue)
+    assert not isinstance(protocol.writable, asyncio.Event)
+    # Backpressure still pauses the sink and the library's wait for it.
+    protocol.pause_writing()
+    assert not sink.writable() and not protocol.writable.is_set()
+    drained = asyncio.ensure_future(sink.drained())
+    await asyncio.sleep(0)
+    assert not drained.done()
+    protocol.resume_writing()
+    async with asyncio.timeout(BOUND_S):
+        await drained
+    assert sink.writable()
+    # A disconnect reaches the application through the queue.
+    protocol.connection_lost(None)
+    assert protocol.queue.qsize() == 1
+
+
+async def test_the_inbox_keeps_order_and_a_cancelled_getter_loses_no_item() -> None:
+    from falcon_pachinko.uvicorn_ws import _Inbox
+
+    inbox: _Inbox[int] = _Inbox()
+    assert inbox.empty()
+    first = asyncio.ensure_future(inbox.get())
+    second = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(1)  # wakes the first getter ...
+    first.cancel()  # ... which is cancelled before it runs: the item is the second's
+    async with asyncio.timeout(BOUND_S):
+        assert await second == 1
+    assert first.cancelled() and inbox.empty()
+    for item in (2, 3, 4):
+        inbox.put_nowait(item)
+    assert [await inbox.get() for _ in range(3)] == [2, 3, 4]
+    assert inbox.qsize() == 0
+
+
+async def test_the_flag_wakes_every_waiter_once_set() -> None:
+    from falcon_pachinko.uvicorn_ws import _Flag
+
+    flag = _Flag()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+    cancelled = asyncio.ensure_future(flag.wait())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    async with asyncio.timeout(BOUND_S):
+        assert await asyncio.gather(*waiters) == [True, True, True]
+    flag.clear()
+    assert not flag.is_set()
+    flag.set()
+    assert await flag.wait() is True
+
+
+async def test_a_connection_lets_its_writer_go_once_its_queue_has_drained() -> None:
+    from falcon_pachinko import Connection, ConnectionLimits
+
+    class Raw:  # what Connection calls on Falcon's WebSocket before the accept
+        subprotocols = ()
+
+        async def accept(self, subprotocol: str | None = None) -> None:
+            pass
+
+    protocol, transport, sink = await lent()
+    conn = Connection(Raw(), ConnectionLimits(), wire=sink)  # type: ignore[arg-type]
+    await conn.send_text("early")  # held until the accept: the writer writes it
+    await conn.accept()
+    writer = conn._writer
+    assert writer is not None
+    async with asyncio.timeout(BOUND_S):
+        await writer
+    assert conn._writer is None  # a done task holds its coroutine: not kept
+    # Later traffic still goes out, in order, written at once or by a new writer.
+    protocol.pause_writing()
+    assert conn.offer_text("queued")
+    assert conn._writer is not None
+    protocol.resume_writing()
+    async with asyncio.timeout(BOUND_S):
+        while conn._writer is not None or conn.session.backlog:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the turn's flush
+    wire = bytes(transport.out)
+    assert wire.index(b"early") < wire.index(b"queued")
+    protocol.connection_lost(None)
+    conn.mark_closed(1006)
+    await conn.finish()
