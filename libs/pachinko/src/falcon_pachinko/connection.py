@@ -558,8 +558,8 @@ class Connection:
         self._end_reads()
         try:
             await self.raw.close(code, reason)
-        except (falcon.errors.WebSocketDisconnected, ConnectionError):
-            pass
+        except (falcon.errors.WebSocketDisconnected, OSError):
+            pass  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
         except Exception:  # noqa: BLE001 - a failing close must not leak out of a task
             log.exception("pachinko.close_failed", connection_id=self.id)
 

@@ -215,7 +215,9 @@ class WebSocketConnectionManager(BackendSink):
         for conn, offset in zip(conns, spread(len(conns), window_s, rng), strict=True):
             if (wait := start + offset - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            if not conn.closed:
+            # One still in on_connect would be refused (HTTP 403, which a client
+            # takes as final): it is not accepted, and stop() closes it with 1012.
+            if not conn.closed and conn.accepted:
                 await conn.close(CloseCode.SERVICE_RESTART, "server restarting")
                 self.stats.drained += 1
         log.info("pachinko.drain_finished", drained=self.stats.drained)

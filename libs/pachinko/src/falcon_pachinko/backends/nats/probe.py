@@ -94,8 +94,11 @@ class NatsProbe:
                 except (*UNAVAILABLE, nats.errors.Error):
                     log.info("pachinko.probe_not_sent")
             self._wake.clear()
+            due = self.schedule.due_in(self._clock())
+            if not self._nc.is_connected:
+                due = max(due, self.schedule.timeout_s)  # nothing to send: no busy loop
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.01, self.schedule.due_in(self._clock()))):
+                async with asyncio.timeout(max(0.01, due)):
                     await self._wake.wait()
 
     async def _returned(self, msg: Msg) -> None:
