@@ -306,7 +306,7 @@ def test_grace_periods_cover_the_shutdown(docs: tuple[Doc, ...]) -> None:
         assert grace > needed, f"{service.image}: {grace} s <= {needed} s of shutdown"
 
 
-def test_gateway_scales_on_its_own_and_rooms_is_a_single_instance(docs: tuple[Doc, ...]) -> None:
+def test_gateway_scales_on_its_own_and_rooms_has_a_standby(docs: tuple[Doc, ...]) -> None:
     deployments = _of_kind(docs, "Deployment")
     hpas = list(_of_kind(docs, "HorizontalPodAutoscaler").values())
     assert len(hpas) == 1
@@ -319,8 +319,15 @@ def test_gateway_scales_on_its_own_and_rooms_is_a_single_instance(docs: tuple[Do
     assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
     assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
     rooms = deployments["chat-rooms"]["spec"]
-    assert rooms["replicas"] == 1
-    assert rooms["strategy"] == {"type": "Recreate"}
+    # One active through the lease, so replicas may overlap: the new pod is up
+    # before the old one stops and hands over.
+    assert rooms["replicas"] >= 1
+    assert rooms["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    (container,) = rooms["template"]["spec"]["containers"]
+    assert _container_env(docs, container)["CHAT_ROOMS_LEASE_BUCKET"] == "chat_rooms"
     assert deployments["chat-announcer"]["spec"]["replicas"] >= 2
 
 
@@ -331,13 +338,13 @@ def test_disruption_budgets_and_selectors_match_their_pods(docs: tuple[Doc, ...]
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items()
     budgets = _of_kind(docs, "PodDisruptionBudget")
-    # Never one for the single rooms replica: it would block every node drain.
     assert (
-        {"chat-gateway", "chat-announcer"}
+        {"chat-gateway", "chat-announcer", "chat-rooms"}
         <= set(budgets)
         <= {
             "chat-gateway",
             "chat-announcer",
+            "chat-rooms",
             "nats",
         }
     )
@@ -533,6 +540,8 @@ def test_compose_wiring_ports_replicas_and_health() -> None:
             )
     assert sorted(host_ports) == [8000, 8001]
     assert services["announcer"]["deploy"]["replicas"] == 2
+    assert services["rooms"]["deploy"]["replicas"] == 2
+    assert services["rooms"]["environment"]["CHAT_ROOMS_LEASE_BUCKET"] == "chat_rooms"
     # Prometheus and Grafana only with `--profile monitoring` (test_monitoring.py checks them).
     assert services["prometheus"]["profiles"] == ["monitoring"]
     assert services["grafana"]["profiles"] == ["monitoring"]

@@ -138,11 +138,22 @@ def test_gateways_scale_from_two_spread_over_zones_and_nodes() -> None:
     hpa = _of_kind(docs, "HorizontalPodAutoscaler")["chat-gateway"]["spec"]
     assert hpa["minReplicas"] >= 2
     assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
-    for name in ("chat-gateway", "chat-announcer"):
+    for name in ("chat-gateway", "chat-announcer", "chat-rooms"):
         pod = _of_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]
         keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
         assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
     assert _of_kind(docs, "PodDisruptionBudget")["chat-gateway"]["spec"]["maxUnavailable"] == 1
+
+
+def test_rooms_runs_an_active_and_a_standby_on_a_replicated_lease() -> None:
+    docs = _docs()
+    rooms = _of_kind(docs, "Deployment")["chat-rooms"]["spec"]
+    assert rooms["replicas"] == 2
+    (container,) = rooms["template"]["spec"]["containers"]
+    env = _container_env(docs, container)
+    assert env["CHAT_ROOMS_LEASE_REPLICAS"] == "3"
+    assert env["CHAT_ROOMS_LEASE_BUCKET"] == "chat_rooms"
+    assert _of_kind(docs, "PodDisruptionBudget")["chat-rooms"]["spec"]["maxUnavailable"] == 1
 
 
 def test_the_gateway_grace_period_covers_its_drain() -> None:

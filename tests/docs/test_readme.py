@@ -52,7 +52,7 @@ def exposed_metric_names() -> set[str]:
     from chat_rooms.metrics import Metrics as RoomsMetrics
     from chat_runtime.natsconn import NatsConnection
     from falcon_pachinko.backends.nats import NatsProbe
-    from falcon_pachinko.registry import Registry
+    from falcon_pachinko.directory import Directory
     from falcon_pachinko.subjects import Subjects
 
     registry = CollectorRegistry()
@@ -60,7 +60,7 @@ def exposed_metric_names() -> set[str]:
     create_app(load_settings({"CHAT_AUTH": "dev"}), registry=registry, metrics=gateway)
     # A gateway on NATS also reports its self-probe (never connected here).
     gateway.watch_probe(NatsProbe(Client(), Subjects("chat"), "node"))
-    RoomsMetrics(registry, Registry(ttl_s=1))
+    RoomsMetrics(registry, Directory(Client(), Subjects("chat"), ttl_s=1))
     AnnouncerMetrics(registry)
     for service in ("gateway", "rooms", "announcer"):
         NatsConnection(service, registry)

@@ -250,6 +250,9 @@ def nats_cluster_chat(
     With ``jetstream``, clustered JetStream (the history stream can have 3 replicas).
     """
     nats = NatsCluster(tmp_path / "nats-cluster", jetstream=jetstream)
+    if not jetstream:
+        # No KV for a lease: one rooms replica, active alone.
+        env = {"CHAT_ROOMS_LEASE_BUCKET": "", **env}
     return _chat_on(nats, env, started=True)
 
 

@@ -38,7 +38,10 @@ async def exchange(a: WSClient, b: WSClient, tag: str, count: int = 20) -> None:
 async def test_chat_goes_on_while_the_rooms_service_is_killed_and_comes_back(
     chat: Cluster,
 ) -> None:
-    rooms = await chat.rooms()
+    # The killed process leaves its lease behind: the new one waits this long
+    # before it announces (nothing it decides meanwhile is lost).
+    lease = {"CHAT_ROOMS_LEASE_TTL_S": "1"}
+    rooms = await chat.rooms(**lease)
     a, b = await chat.gateway(), await chat.gateway()
     async with (
         connect(chat.ws_url(a, "general", user="Ann")) as ann,
@@ -60,13 +63,15 @@ async def test_chat_goes_on_while_the_rooms_service_is_killed_and_comes_back(
             assert presence_news(ann) == [("serverUserJoined", "Ben")]
             assert presence_news(ben) == []
 
-            rooms = await chat.rooms()  # a fresh process, memory empty
+            rooms = await chat.rooms(**lease)  # a fresh process, memory empty
 
             async def rebuilt() -> bool:
                 connections = await asyncio.to_thread(metric, rooms, "chat_rooms_connections")
-                return connections == 3
+                active = await asyncio.to_thread(metric, rooms, "chat_rooms_active")
+                return connections == 3 and active == 1
 
-            # Membership is rebuilt from the gateways' snapshots: Ann, Ben and Cat.
+            # Membership is rebuilt from the gateways' snapshots: Ann, Ben and Cat;
+            # and the dead process's lease is taken over.
             await eventually(rebuilt, "the restarted rooms service knows all three")
             async with connect(chat.ws_url(b, "general", user="Dan")) as dan:
                 roster = (await joined(dan)).received[1]["payload"]["users"]

@@ -14,6 +14,8 @@ Rules:
   next event-loop turn): presence news is late by at most ``window_s``, and only
   while changes come faster than that;
 * a handler that fails is logged; the changes after it are still passed on;
+* ``after_batch``, if given, is called with each batch once all of it was passed
+  on (the directory tells its standbys what it reported);
 * :meth:`PresenceBatcher.close` passes on what is held, and stops.
 
 It is an adapter (it owns one task); the decisions it passes on are made by the
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -52,6 +54,7 @@ class PresenceBatcher:
         window_s: Changes within this long of the last batch wait for the next
             one; 0 passes each change on as it comes (as ``handler`` itself would).
         clock: Monotonic seconds (injected in tests).
+        after_batch: Called with each batch after its changes were passed on.
 
     Raises:
         ValueError: ``window_s`` is negative.
@@ -63,10 +66,12 @@ class PresenceBatcher:
         *,
         window_s: float,
         clock: Callable[[], float] = time.monotonic,
+        after_batch: Callable[[list[PresenceChange]], Awaitable[None]] | None = None,
     ) -> None:
         if window_s < 0:
             raise ValueError("window_s must not be negative")
         self._handler = handler
+        self._after_batch = after_batch
         self._window_s = window_s
         self._clock = clock
         self._held: list[PresenceChange] = []
@@ -127,3 +132,8 @@ class PresenceBatcher:
                 await self._handler(change)
             except Exception:
                 log.exception("pachinko.presence_handler_failed", present=change.present)
+        if batch and self._after_batch is not None:
+            try:
+                await self._after_batch(batch)
+            except Exception:
+                log.exception("pachinko.presence_after_batch_failed")

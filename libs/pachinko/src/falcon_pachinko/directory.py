@@ -19,8 +19,23 @@ Run one per cluster next to the NATS backends (the chat's rooms service does)::
 * Presence is decided here, once for the cluster: each first-in/last-out change
   (a clean leave at once, an expired node's users after the TTL, a gracefully
   departed node's users after ``grace_s`` unless they came back) goes to
-  ``on_presence``, in order. For ``startup_quiet_s`` after start, the snapshots
-  that rebuild the view report no arrivals: those users were already there.
+  ``on_presence``, in order (those that follow one another within ``batch_s``
+  together, :class:`~falcon_pachinko.batcher.PresenceBatcher`). For
+  ``startup_quiet_s`` after start, the snapshots that rebuild the view report no
+  arrivals: those users were already there.
+
+Replicas. With a ``lease`` (:class:`~falcon_pachinko.backends.nats.KvLease`),
+any number of directories run side by side, and one is active
+(:class:`~falcon_pachinko.election.Election`). Every replica applies every event
+and answers queries; only the active one reports presence and lost members, and
+after each batch it says on ``<prefix>._dir.announced`` what it reported. A
+standby keeps what it decided and no report has covered
+(:class:`~falcon_pachinko.handover.Handover`); when it takes over (the active
+stopped, released its lease, or stopped renewing it for ``lease_ttl_s``), it
+reports those, so a change is reported once across a takeover. Lost members
+(``on_lost``) decided while standing by are not reported again: what they undo
+(a typing indicator) expires by itself. Without a lease the directory is
+active alone, as one per cluster.
 """
 
 from __future__ import annotations
@@ -41,7 +56,10 @@ from nats.aio.subscription import Subscription
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from .backends.nats import flush_sent
+from .backends.nats import flush_sent, new_node_id
+from .batcher import PresenceBatcher
+from .election import Election, LeaseStore
+from .handover import Announced, Handover
 from .membership import (
     ConnectionsQuery,
     CountReply,
@@ -70,6 +88,7 @@ _rooms_query: Final = msgspec.json.Decoder(RoomsQuery)
 _members_query: Final = msgspec.json.Decoder(MembersQuery)
 _presence_query: Final = msgspec.json.Decoder(PresenceQuery)
 _connections_query: Final = msgspec.json.Decoder(ConnectionsQuery)
+_announced: Final = msgspec.json.Decoder(Announced)
 
 
 class Directory:
@@ -88,6 +107,15 @@ class Directory:
             reported within ``ttl_s + expiry_interval_s``.
         query_wait_s: How long a query may wait for the asker's own delta.
         clock: Monotonic clock (injected in tests).
+        name: The ``nats.micro`` service name.
+        batch_s: Presence changes that follow one another within this long are
+            reported together (one event-loop turn); 0 reports each at once.
+        lease: Run as one of several replicas, the active one chosen by this
+            lease; ``None``: this directory is the only one, always active.
+        lease_ttl_s: A lease not renewed for this long passes to a standby.
+        handover_horizon_s: How long a standby keeps a decision the active did
+            not report while the active is seen alive
+            (:class:`~falcon_pachinko.handover.Handover`).
     """
 
     def __init__(
@@ -104,6 +132,10 @@ class Directory:
         query_wait_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         name: str = "pachinko-directory",
+        batch_s: float = 0.0,
+        lease: LeaseStore | None = None,
+        lease_ttl_s: float = 3.0,
+        handover_horizon_s: float = 5.0,
     ) -> None:
         self.registry: Final = Registry(ttl_s=ttl_s, grace_s=grace_s)
         self._nc = nc
@@ -116,6 +148,29 @@ class Directory:
         self._clock = clock
         self._name = name
         self._applied = asyncio.Condition()
+        #: This replica, as its lease and its reports name it.
+        self.replica: Final = f"{name}-{new_node_id()[:12]}"
+        self._batcher = PresenceBatcher(
+            self._report_one, window_s=batch_s, after_batch=self._reported_batch
+        )
+        self.handover: Final = Handover(horizon_s=handover_horizon_s)
+        self.election: Final = (
+            None
+            if lease is None
+            else Election(
+                lease,
+                self.replica,
+                ttl_s=lease_ttl_s,
+                on_change=self._role_changed,
+                on_holder_alive=self.handover.holder_alive,
+                clock=clock,
+            )
+        )
+        #: Changes reported after a takeover, owed by the replica before.
+        self.handed_over = 0
+        #: Reporting presence (set once a takeover has reported what was owed).
+        self._reporting = lease is None
+        self._announced_sub: Subscription | None = None
         self._sub: Subscription | None = None
         self._service: Service | None = None
         self._expiry: asyncio.Task[None] | None = None
@@ -130,6 +185,10 @@ class Directory:
         # comes from a node that was there before this directory.
         self.registry.quiet_until = self._clock() + self._startup_quiet_s
         self._sub = await self._nc.subscribe(self._subjects.events, cb=self._on_event)
+        if self.election is not None:
+            self._announced_sub = await self._nc.subscribe(
+                self._subjects.announced, cb=self._on_announced
+            )
         self._service = await nats.micro.add_service(
             self._nc, name=self._name, version="1.0.0", description="room membership directory"
         )
@@ -154,15 +213,34 @@ class Directory:
         # Until the server has the endpoints' subscriptions, queries would get
         # "no responders": make them effective before start() returns.
         await flush_sent(self._nc, _FLUSH_TIMEOUT_S)
-        log.info("pachinko.directory_started", ttl_s=self.registry.ttl_s)
+        if self.election is not None:
+            await self.election.start()
+        log.info("pachinko.directory_started", ttl_s=self.registry.ttl_s, replica=self.replica)
+
+    @property
+    def active(self) -> bool:
+        """Whether this replica reports presence now (always, without a lease)."""
+        return self.election is None or (self._reporting and self.election.active)
 
     async def stop(self) -> None:
-        """Stop answering and expiring. The NATS client stays open."""
+        """Report what is held, let the lease go, stop answering and expiring.
+
+        The NATS client stays open.
+        """
         if self._expiry is not None:
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
             self._expiry = None
+        # What was decided last is reported (and said to be) before a standby
+        # may take over: the lease goes after the batch.
+        await self._batcher.close()
+        if self.election is not None:
+            await self.election.stop()
+        if self._announced_sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._announced_sub.unsubscribe()
+            self._announced_sub = None
         if self._service is not None:
             with contextlib.suppress(Exception):
                 await self._service.stop()
@@ -239,6 +317,12 @@ class Directory:
                 await self._report_presence(action)
 
     async def _report_presence(self, change: PresenceChange) -> None:
+        if self.active:
+            await self._batcher(change)
+        else:
+            self.handover.decided(change, self._clock())
+
+    async def _report_one(self, change: PresenceChange) -> None:
         if self.on_presence is None:
             return
         try:
@@ -246,9 +330,49 @@ class Directory:
         except Exception:
             log.exception("pachinko.directory_on_presence_failed")
 
+    async def _reported_batch(self, batch: list[PresenceChange]) -> None:
+        """Tell the standbys what was reported (they owe it no more)."""
+        if self.election is None:
+            return
+        data = _encoder.encode(Announced(by=self.replica, changes=batch))
+        await self._publish_quietly(self._subjects.announced, data)
+
+    async def _on_announced(self, msg: Msg) -> None:
+        try:
+            announced = _announced.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            log.warning("pachinko.directory_bad_announced")
+            return
+        if announced.by != self.replica:
+            self.handover.announced(announced.changes, self._clock())
+
+    async def _role_changed(self, active: bool) -> None:
+        if not active:
+            self._reporting = False
+            log.info("pachinko.directory_standing_by", replica=self.replica)
+            return
+        # Reports the old holder sent before it let go are in flight to this
+        # replica: take them in before deciding what is still owed.
+        await flush_sent(self._nc, _FLUSH_TIMEOUT_S)
+        sub = self._announced_sub
+        for _ in range(1000):
+            if sub is None or sub.pending_msgs == 0:
+                break
+            await asyncio.sleep(0)
+        owed = self.handover.take()
+        self.handed_over += len(owed)
+        log.info("pachinko.directory_active", replica=self.replica, owed=len(owed))
+        # Changes decided while the owed ones are passed on join the ledger and
+        # follow them: reporting starts, in order, once nothing is owed.
+        while owed:
+            for change in owed:
+                await self._batcher(change)
+            owed = self.handover.take()
+        self._reporting = self.election is not None and self.election.active
+
     async def _report_lost(self, lost: list[Lost]) -> None:
         log.info("pachinko.directory_members_lost", count=len(lost))
-        if self.on_lost is None:
+        if self.on_lost is None or not self.active:
             return
         try:
             await self.on_lost(lost)
@@ -304,6 +428,6 @@ class Directory:
             async with asyncio.timeout(self._query_wait_s), self._applied:
                 await self._applied.wait_for(caught_up)
 
-    async def _publish_quietly(self, subject: str) -> None:
+    async def _publish_quietly(self, subject: str, data: bytes = b"") -> None:
         with contextlib.suppress(nats.errors.Error):
-            await self._nc.publish(subject, b"")
+            await self._nc.publish(subject, data)

@@ -1,11 +1,13 @@
 """Is this process still hearing its broker? A self-probe's schedule and verdict (pure).
 
-A process can be connected and still not receive: a subscription the server
-dropped, a route that broke, a client stuck behind a half-open socket, a
-callback queue that stopped draining. The only proof that traffic reaches a
-process is traffic that does: every ``interval_s`` it publishes a probe to a
-subject only it subscribes to, on the connection everything else uses, and times
-its return. :class:`ProbeSchedule` decides; the NATS adapter
+A process can be connected and still not receive: a route that broke, a client
+stuck behind a half-open socket, a reader that stopped draining. The only proof
+that traffic reaches a process is traffic that does: every ``interval_s`` it
+publishes a probe to a subject only it subscribes to, on the connection
+everything else uses, and times its return. What it proves is that path (the
+socket, the server, the routes, the client's reader); it says nothing of one
+other subscription the server may have dropped (a durable room's missed message
+shows as a gap, and its members resynchronise). :class:`ProbeSchedule` decides; the NATS adapter
 (:class:`falcon_pachinko.backends.nats.NatsProbe`) sends, receives and sleeps.
 
 Rules:

@@ -91,6 +91,8 @@ class Subjects:
         self.sync_all: Final = f"{control}.sync"
         #: Messages for one connection: ``<direct>.<node>`` reaches the node holding it.
         self.direct: Final = f"{control}.direct"
+        #: What the active directory reported (its standbys owe it no more).
+        self.announced: Final = f"{control}.announced"
         #: Kicks: every node subscribes and closes its matching connections.
         self.kick: Final = f"{control}.kick"
         #: Every subject durable messages are stored on (the history stream's subjects).

@@ -146,3 +146,20 @@ def test_a_negative_window_is_refused() -> None:
 
     with pytest.raises(ValueError, match="window_s"):
         PresenceBatcher(handler, window_s=-1)
+
+
+async def test_after_batch_hears_each_batch_once_it_was_passed_on() -> None:
+    clock, recorder = Clock(), Recorder()
+    batches: list[tuple[list[PresenceChange], int]] = []
+
+    async def after(batch: list[PresenceChange]) -> None:
+        batches.append((batch, len(recorder.changes)))
+
+    batcher = PresenceBatcher(recorder, window_s=10.0, clock=clock, after_batch=after)
+    await batcher(change(1))
+    await until(lambda: len(batches) == 1)
+    await batcher(change(2))  # within the window: held
+    await batcher(change(3))
+    assert len(batches) == 1
+    await batcher.close()
+    assert batches == [([change(1)], 1), ([change(2), change(3)], 3)]

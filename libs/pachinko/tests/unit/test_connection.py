@@ -423,3 +423,45 @@ async def test_a_writer_that_dies_is_logged_and_closes_the_connection_with_1011(
     assert not conn.offer_text("late")
     async with asyncio.timeout(BOUND_S):
         await conn.finish()
+
+
+# -- the receive loop's read bound ----------------------------------------------
+
+
+async def test_a_read_in_progress_ends_when_a_close_that_cannot_go_out_begins(
+    make_connection: MakeConnection,
+) -> None:
+    """A client that stopped reading never takes the close frame; the read the
+    receive loop has pending must not wait for its answer for ever."""
+    conn, sock = make_connection()
+    await conn.accept()
+    sock.closing.clear()  # the close frame cannot go out
+    never = asyncio.Event()
+    bound = conn.reading()
+
+    async def read() -> None:
+        async with bound:
+            await never.wait()
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    conn.abort(CloseCode.SLOW_CONSUMER)
+    async with asyncio.timeout(BOUND_S):
+        with pytest.raises(TimeoutError):
+            await reader
+    assert bound.expired()
+    sock.closing.set()
+
+
+async def test_a_read_bound_taken_after_the_close_is_not_ended_again(
+    make_connection: MakeConnection,
+) -> None:
+    conn, sock = make_connection()
+    await conn.accept()
+    conn.abort(CloseCode.SLOW_CONSUMER)
+    await sock.wait_for(lambda: any(entry[0] == "close" for entry in sock.log))
+    bound = conn.reading()
+    async with bound:
+        await asyncio.sleep(0)  # nothing ends it: the close already happened
+    assert not bound.expired()

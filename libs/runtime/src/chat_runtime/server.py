@@ -13,8 +13,9 @@ Signals
     returns, and the caller drains NATS and picks the exit code. A second SIGINT
     still forces the exit, as in uvicorn. With ``drain``, a signal runs the
     ``on_exit`` callbacks, then awaits ``drain()`` (the gateway closes its clients
-    over a window), and only then starts uvicorn's shutdown; a second signal
-    during the drain starts it at once.
+    over a window), and only then starts uvicorn's graceful shutdown; a second
+    signal during the drain ends the drain and starts it at once (a third SIGINT
+    forces the exit).
 
 Startup
     uvicorn raises ``SystemExit`` when it cannot bind or when the app's lifespan
@@ -140,7 +141,10 @@ class Server(uvicorn.Server):
             except Exception:
                 log.exception("service.drain_failed")
             finally:
-                uvicorn.Server.handle_exit(self, sig, frame)
+                # A second signal ended the drain and began the shutdown itself:
+                # passing this one on too would look like a third (a forced exit).
+                if not self.should_exit:
+                    uvicorn.Server.handle_exit(self, sig, frame)
 
         self._draining = asyncio.ensure_future(drain_then_exit())
 

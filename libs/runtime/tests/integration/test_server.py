@@ -111,3 +111,36 @@ async def test_sigterm_runs_the_hooks_stops_gracefully_and_is_not_raised_again()
     # Still alive: the signal was not raised again; the previous handler is back.
     assert draining == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+async def test_a_second_sigint_during_the_drain_ends_it_and_still_shuts_down_gracefully() -> None:
+    """The first signal starts the drain; a second one ends the drain at once, and
+    uvicorn's graceful shutdown (the app's lifespan shutdown included) still runs."""
+    drain_started = asyncio.Event()
+    lifespan_done: list[bool] = []
+
+    async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                lifespan_done.append(True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def drain() -> None:
+        drain_started.set()
+        await asyncio.sleep(3600)  # ended by the second signal
+
+    server = Server(config(lifespan_app), handle_signals=True, drain=drain)
+    task = await started(server)
+    os.kill(os.getpid(), signal.SIGINT)
+    async with asyncio.timeout(scaled(5)):
+        await drain_started.wait()
+    os.kill(os.getpid(), signal.SIGINT)
+    async with asyncio.timeout(scaled(5)):
+        assert await task is True
+    assert not server.force_exit
+    assert lifespan_done == [True]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from collections.abc import Iterator
 
-from falcon_pachinko.registry import Registry
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from falcon_pachinko.directory import Directory
 
 __all__ = ["Metrics"]
 
@@ -12,7 +17,19 @@ __all__ = ["Metrics"]
 class Metrics:
     """Metrics of one rooms service, registered on ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry, membership: Registry) -> None:
+    def __init__(self, registry: CollectorRegistry, directory: Directory) -> None:
+        membership = directory.registry
+        Gauge(
+            "chat_rooms_active",
+            "1 while this replica is the active one (it announces presence), else 0",
+            registry=registry,
+        ).set_function(lambda: 1 if directory.active else 0)
+        Gauge(
+            "chat_rooms_handover_owed",
+            "Presence changes this standby decided that no announcement has covered yet",
+            registry=registry,
+        ).set_function(lambda: directory.handover.owed)
+        registry.register(_TakeoverCollector(directory))
         Gauge(
             "chat_rooms_gateways",
             "Gateways currently heartbeating",
@@ -48,3 +65,23 @@ class Metrics:
             "Connections of gracefully stopped gateways whose users are held present",
             registry=registry,
         ).set_function(lambda: membership.presence.held_count)
+
+
+class _TakeoverCollector(Collector):
+    """Counters kept by the directory itself, read at scrape time."""
+
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        election = self._directory.election
+        yield CounterMetricFamily(
+            "chat_rooms_takeovers",
+            "Times this replica became the active one (claimed a vacant or stale lease)",
+            value=0 if election is None else election.leadership.takeovers,
+        )
+        yield CounterMetricFamily(
+            "chat_rooms_handed_over",
+            "Presence changes announced on taking over, that the replica before did not",
+            value=self._directory.handed_over,
+        )

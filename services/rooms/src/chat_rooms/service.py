@@ -12,8 +12,7 @@ from prometheus_client import CollectorRegistry
 from chat_protocol.subjects import PREFIX as SUBJECT_PREFIX
 from chat_runtime.lifecycle import run_nats_service
 from chat_runtime.natsconn import NatsConnection
-from falcon_pachinko.backends.nats import NatsBroker, new_node_id
-from falcon_pachinko.batcher import PresenceBatcher
+from falcon_pachinko.backends.nats import KvLease, NatsBroker, new_node_id
 from falcon_pachinko.directory import Directory
 from falcon_pachinko.subjects import Subjects
 
@@ -37,22 +36,33 @@ async def run(settings: Settings) -> int:
 
     @contextlib.asynccontextmanager
     async def directory_running() -> AsyncIterator[dict[str, Any]]:
-        directory, presence = _directory(settings, conn, registry)
+        directory = _directory(settings, conn, registry)
         await directory.start()
         conn.on_reconnected.append(directory.request_resync)
         try:
-            yield {"ttl_s": settings.presence_ttl_s}
+            yield {
+                "ttl_s": settings.presence_ttl_s,
+                "replica": directory.replica,
+                "lease_bucket": settings.rooms_lease_bucket or None,
+            }
         finally:
+            # What it decided last is announced, then its lease is let go.
             await directory.stop()
-            await presence.close()  # what the directory decided last is announced
 
     address = (settings.metrics_host, settings.metrics_port)
     return await run_nats_service("rooms", settings, conn, registry, address, directory_running)
 
 
-def _directory(
-    settings: Settings, conn: NatsConnection, registry: CollectorRegistry
-) -> tuple[Directory, PresenceBatcher]:
+def _directory(settings: Settings, conn: NatsConnection, registry: CollectorRegistry) -> Directory:
+    lease = (
+        KvLease(
+            conn.client,
+            bucket=settings.rooms_lease_bucket,
+            replicas=settings.rooms_lease_replicas,
+        )
+        if settings.rooms_lease_bucket
+        else None
+    )
     directory = Directory(
         conn.client,
         Subjects(SUBJECT_PREFIX),
@@ -60,13 +70,15 @@ def _directory(
         grace_s=settings.presence_grace_s,
         expiry_interval_s=settings.presence_check_interval_s,
         name="chat-rooms",
+        # Arrivals that come close together are announced together: one write per
+        # member per batch on the gateways, not one per arrival.
+        batch_s=settings.presence_batch_s,
+        lease=lease,
+        lease_ttl_s=settings.rooms_lease_ttl_s,
     )
-    metrics = Metrics(registry, directory.registry)
+    metrics = Metrics(registry, directory)
     broker = NatsBroker(conn.client, Subjects(SUBJECT_PREFIX), new_node_id())
     rules = PresenceRules(broker, metrics)
     directory.on_lost = rules.on_lost
-    # Arrivals that come close together are announced together: one write per
-    # member per batch on the gateways, not one per arrival.
-    presence = PresenceBatcher(rules.on_presence, window_s=settings.presence_batch_s)
-    directory.on_presence = presence
-    return directory, presence
+    directory.on_presence = rules.on_presence
+    return directory

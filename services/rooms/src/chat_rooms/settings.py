@@ -34,6 +34,21 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     #: arrivals then cost one socket write per batch instead of one each. News
     #: after a quiet moment goes out at once. 0 sends each change on its own.
     presence_batch_s: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    #: JetStream KV bucket holding the lease that picks the one active replica
+    #: (the one that announces arrivals and departures; every replica answers
+    #: queries). Shared by every replica of one deployment. Empty: no lease, this
+    #: replica is active alone (run exactly one; NATS without JetStream).
+    rooms_lease_bucket: Annotated[str, Meta(pattern=r"^([A-Za-z0-9_-]+)?\Z", max_length=64)] = (
+        "chat_rooms"
+    )
+    #: The active replica renews its lease every third of this; one that stops (a
+    #: crash, a lost node) is replaced by a standby within this plus a sixth of it.
+    #: Above JetStream's leader election (about 2 s in a 3-node cluster) so one
+    #: election does not move the lease.
+    rooms_lease_ttl_s: Annotated[float, Meta(ge=0.5, le=60)] = 3.0
+    #: Replicas of the lease bucket when this service creates it: 3 on a 3-node
+    #: JetStream cluster, so the lease survives the loss of a node.
+    rooms_lease_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     #: Health and metrics endpoint. Loopback unless deliberately exposed.
     metrics_host: str = "127.0.0.1"
     #: 0 picks a free port (it is logged with ``service.ready``).

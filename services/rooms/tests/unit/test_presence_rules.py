@@ -6,13 +6,16 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
 from chat_rooms.metrics import Metrics
 from chat_rooms.presence import PresenceRules, typists_to_stop
 from falcon_pachinko import BackendError, Member
+from falcon_pachinko.directory import Directory
 from falcon_pachinko.presence import PresenceChange
-from falcon_pachinko.registry import Lost, Registry
+from falcon_pachinko.registry import Lost
+from falcon_pachinko.subjects import Subjects
 
 
 class FakePublisher:
@@ -32,7 +35,8 @@ def lost(room: str, conn: str, user: str | None, *, expired: bool = True) -> Los
 
 def rules(publisher: FakePublisher) -> tuple[PresenceRules, CollectorRegistry]:
     registry = CollectorRegistry()
-    metrics = Metrics(registry, Registry(ttl_s=10))
+    # Never started: the metrics only read its state.
+    metrics = Metrics(registry, Directory(Client(), Subjects("chat"), ttl_s=10))
     return PresenceRules(publisher, metrics), registry  # type: ignore[arg-type]
 
 

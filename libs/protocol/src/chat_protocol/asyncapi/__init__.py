@@ -41,7 +41,8 @@ _NATS_DESCRIPTION: Final = (
     "appends are acknowledged on the history's own inbox, and history is read by batch "
     f"direct gets (`$JS.API.DIRECT.GET.{services.STREAM}`). The announcer's replicas claim "
     "each period with a create-only write into the JetStream KV bucket "
-    "`CHAT_ANNOUNCE_LEASE_BUCKET`."
+    "`CHAT_ANNOUNCE_LEASE_BUCKET`; the rooms service's replicas hold the key `active` of "
+    "the bucket `CHAT_ROOMS_LEASE_BUCKET` by compare-and-set writes (one active replica)."
 )
 
 

@@ -10,7 +10,8 @@ names are the library's constants.
 
 Operations are the chat's: ``send`` where one of its services publishes,
 ``receive`` where one subscribes; each says which. JetStream's own API (the
-history stream's acknowledgements and direct gets, the announcer's KV lease) is
+history stream's acknowledgements and direct gets, the announcer's and the rooms
+service's KV leases) is
 described in the ``nats`` server, not as channels: its subjects are NATS's.
 """
 
@@ -30,6 +31,7 @@ from falcon_pachinko.backends.nats.history import (
     default_stream_name,
 )
 from falcon_pachinko.backends.nats.plumbing import EXCLUDE_HEADER, ORIGIN_HEADER
+from falcon_pachinko.handover import Announced
 from falcon_pachinko.membership import (
     Change,
     ConnectionsQuery,
@@ -42,6 +44,7 @@ from falcon_pachinko.membership import (
     RoomsQuery,
     RoomsReply,
 )
+from falcon_pachinko.presence import PresenceChange
 from falcon_pachinko.subjects import Subjects
 
 from ..messages import (
@@ -117,6 +120,8 @@ NATS_STRUCTS: Final = (
     Change,
     *(struct for _, _, query, reply, _ in _QUERIES for struct in (query, reply)),
     Kick,
+    Announced,
+    PresenceChange,
 )
 
 _INBOX: Final = "natsInbox"
@@ -205,6 +210,12 @@ def messages() -> dict[str, Any]:
             "contentType": "text/plain",
             "payload": {"type": "string", "pattern": "^[0-9]+$"},
         },
+        "announced": _message(
+            "announced",
+            "The presence changes the active rooms replica announced, one message per batch, "
+            "sent after announcing them: a standby owes them no more.",
+            ref(Announced.__name__),
+        ),
         "kick": _message(
             "kick",
             "Close these connections with 4501 (KICKED): the identity's, in `room` only if given.",
@@ -288,6 +299,13 @@ def channels() -> dict[str, Any]:
             "directAnswer",
         ),
         "natsKick": _channel(SUBJECTS.kick, "Kicks, heard by every node.", "kick"),
+        "natsAnnounced": _channel(
+            SUBJECTS.announced,
+            "What the active rooms replica (the holder of the CHAT_ROOMS_LEASE_BUCKET lease) "
+            "announced, heard by the standbys: at a takeover they announce only what no such "
+            "message covered.",
+            "announced",
+        ),
         "natsProbe": _channel(
             SUBJECTS.probe("{node}"),
             "A gateway's self-probe, heard by that gateway alone: every CHAT_PROBE_INTERVAL_S "
@@ -383,6 +401,12 @@ def operations() -> dict[str, Any]:
         ),
         "publishKick": _operation("send", "natsKick", "`chat kick USER [--room ROOM]`.", ["kick"]),
         "sendProbe": _operation("send", "natsProbe", "Each gateway, to itself.", ["probe"]),
+        "publishAnnounced": _operation(
+            "send", "natsAnnounced", "The active rooms replica, after each batch.", ["announced"]
+        ),
+        "receiveAnnounced": _operation(
+            "receive", "natsAnnounced", "Every standby rooms replica.", ["announced"]
+        ),
         "receiveProbe": _operation("receive", "natsProbe", "The same gateway.", ["probe"]),
         "receiveKick": _operation(
             "receive",

@@ -33,6 +33,7 @@ from ...subjects import Subjects
 from ..base import Backend, BackendSink
 from .broker import NatsBroker, new_node_id
 from .history import NatsHistory, NatsHistoryConfig
+from .lease import KvLease
 from .plumbing import (
     EXCLUDE_HEADER,
     ORIGIN_HEADER,
@@ -47,6 +48,7 @@ from .probe import NatsProbe
 __all__ = [
     "EXCLUDE_HEADER",
     "ORIGIN_HEADER",
+    "KvLease",
     "NatsBackend",
     "NatsBroker",
     "NatsHistory",
