@@ -31,8 +31,10 @@ from nats.js.api import KeyValueConfig
 import chat_gateway.app
 from chat_announcements.errors import LeaseUnavailable
 from chat_announcer.lease import KvPeriodLease
+from falcon_pachinko.backends.nats import KvLease
 from falcon_pachinko.backends.nats.history import NatsHistory, NatsHistoryConfig
 from falcon_pachinko.errors import BackendError
+from falcon_pachinko.leadership import Lease
 from falcon_pachinko.subjects import Subjects
 from falcon_pachinko.testing import scaled
 from falcon_pachinko.testing.nats import find_nats_server
@@ -154,6 +156,16 @@ def test_rooms_runs_an_active_and_a_standby_on_a_replicated_lease() -> None:
     assert env["CHAT_ROOMS_LEASE_REPLICAS"] == "3"
     assert env["CHAT_ROOMS_LEASE_BUCKET"] == "chat_rooms"
     assert _of_kind(docs, "PodDisruptionBudget")["chat-rooms"]["spec"]["maxUnavailable"] == 1
+
+
+def test_the_announcer_lease_is_kept_on_three_replicas() -> None:
+    docs = _docs()
+    (container,) = _of_kind(docs, "Deployment")["chat-announcer"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = _container_env(docs, container)
+    assert env["CHAT_ANNOUNCE_LEASE_REPLICAS"] == "3"
+    assert env["CHAT_ANNOUNCE_LEASE_BUCKET"] == "chat_announcer"
 
 
 def test_the_gateway_grace_period_covers_its_drain() -> None:
@@ -329,13 +341,32 @@ async def test_the_prod_nats_conf_keeps_the_history_through_the_loss_of_a_member
                 await _retry("an append", functools.partial(history.append, "general", body))
                 for body in (b'{"n":%d}' % n for n in range(5))
             ]
-            # The announcer's KV lease at 3 replicas, as docs/deploy.md creates it.
+            # The two leases, their buckets created at 3 replicas as the prod settings say.
             js = nc.jetstream(timeout=2)
-            await js.create_key_value(
-                KeyValueConfig(bucket="chat_announcer", ttl=10800, history=1, replicas=3)
+            lease = KvPeriodLease(
+                nc, bucket="chat_announcer", interval_s=3600, owner="a", replicas=3
             )
-            lease = KvPeriodLease(nc, bucket="chat_announcer", interval_s=3600, owner="a")
-            assert await lease.claim(1)
+            assert await _retry("the announcer's first claim", lambda: lease.claim(1))
+            rooms = KvLease(nc, bucket="chat_rooms", replicas=3)
+            held = await _retry("the rooms lease", lambda: rooms.write("rooms-a", after=0))
+            for bucket in ("chat_announcer", "chat_rooms"):
+                assert (await js.stream_info(f"KV_{bucket}")).config.num_replicas == 3
+            # A bucket made at one replica, raised to 3 in place as docs/deploy.md does.
+            await js.create_key_value(KeyValueConfig(bucket="raised", history=1))
+            raised = await js.key_value("raised")
+            await raised.put("k", b"kept")
+            config = (await js.stream_info("KV_raised")).config
+            config.num_replicas = 3
+            await js.update_stream(config)
+            assert (await js.stream_info("KV_raised")).config.num_replicas == 3
+
+            async def raised_everywhere() -> None:
+                cluster = (await js.stream_info("KV_raised")).cluster
+                peers = (cluster.replicas or []) if cluster else []
+                if len(peers) != 2 or not all(p.current for p in peers):
+                    raise TimeoutError("the new replicas have not caught up yet")
+
+            await _retry("the raised bucket's replicas catching up", raised_everywhere)
 
             # Kill the member that leads the history stream: the worst one to lose.
             leader = (await nc.jetstream().stream_info(history.stream)).cluster.leader
@@ -359,6 +390,16 @@ async def test_the_prod_nats_conf_keeps_the_history_through_the_loss_of_a_member
             assert seqs == [a.position.seq for a in before] + [after.position.seq]
             assert not await _retry("a claim", lambda: lease.claim(1))  # taken: one winner
             assert await _retry("a claim", lambda: lease.claim(2))
+            assert await _retry("reading the rooms lease", rooms.read) == Lease(held, "rooms-a")
+            renewed = await _retry("renewing", lambda: rooms.write("rooms-a", after=held))
+            assert renewed is not None and renewed > held
+            assert await rooms.write("rooms-b", after=held) is None  # stale: refused
+
+            async def raised_value() -> bytes:
+                entry = await js.key_value("raised")
+                return (await entry.get("k")).value or b""
+
+            assert await _retry("reading the raised bucket", raised_value) == b"kept"
             await history.stop()
         finally:
             await nc.close()

@@ -114,15 +114,26 @@ async def test_one_replica_is_active_and_only_it_reports(cluster: Cluster) -> No
     reporter = await reports.wait("alice", True, scaled(3))
     active = actives(one, two)[0]
     assert active.directory.replica.startswith(f"{reporter}-")
+    for handle in (one, two):
+        await until(
+            lambda h=handle: h.directory.registry.rooms_by_prefix("") == ["r"],
+            f"{handle.directory.replica} applied the join",
+            scaled(3),
+        )
     await node.manager.unregister(alice.conn)
     await reports.wait("alice", False, scaled(3))
-    # Both decided both changes; only one reported them, and the standby owes nothing.
+    # The standby applies the same events (it answers queries with the same view)...
     standby = next(h for h in (one, two) if not h.directory.active)
+    await until(
+        lambda: standby.directory.registry.rooms_by_prefix("") == [],
+        "the standby applied the leave",
+        scaled(3),
+    )
+    assert active.directory.registry.rooms_by_prefix("") == []
+    # ...decided both changes, and owes nothing: only the active reported them.
     await until(lambda: standby.directory.handover.owed == 0, "standby owes nothing", scaled(3))
     assert reports.count() == {("alice", True): 1, ("alice", False): 1}
     assert {r for r, _ in reports.seen} == {reporter}
-    # Both answer queries, with the same view.
-    assert one.directory.registry.rooms_by_prefix("") == two.directory.registry.rooms_by_prefix("")
 
 
 async def test_a_dead_active_is_replaced_and_what_it_missed_is_reported_once(

@@ -8,9 +8,11 @@ with different intervals sharing a bucket never take each other's periods.
 
 The bucket is looked up first and created only if missing, with a TTL of
 :data:`LEASE_PERIODS` intervals (at least :data:`MIN_BUCKET_TTL_S`), so old keys
-expire instead of piling up. An existing bucket is used as it is, whatever its TTL
-(a deployment that changed its interval keeps working); a TTL shorter than two
-intervals is logged, since a key must outlive its period for the lease to hold.
+expire instead of piling up, and ``replicas`` replicas (``CHAT_ANNOUNCE_LEASE_REPLICAS``).
+An existing bucket is used as it is, whatever its TTL (a deployment that changed
+its interval keeps working) and its replicas; a TTL shorter than two intervals is
+logged, since a key must outlive its period for the lease to hold, and so are
+fewer replicas than asked (an operator changes those: docs/deploy.md).
 The bucket is bound lazily, and bound again after a failed claim, so an announcer
 that starts while JetStream is down, or whose bucket was deleted, begins claiming
 again once JetStream answers.
@@ -73,6 +75,7 @@ class KvPeriodLease:
         interval_s: The period length (part of each key; sets a new bucket's TTL).
         owner: Stored as the value of claimed keys, to tell who announced.
         timeout_s: Bound on each JetStream call.
+        replicas: Replicas of a bucket this creates.
     """
 
     def __init__(
@@ -83,9 +86,13 @@ class KvPeriodLease:
         interval_s: float,
         owner: str,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        replicas: int = 1,
     ) -> None:
         if not interval_s > 0:
             raise ValueError("interval_s must be positive")
+        if replicas < 1:
+            raise ValueError("replicas must be at least 1")
+        self.replicas: Final = replicas
         self.bucket: Final = bucket
         self.interval_s: Final = interval_s
         self._js = nc.jetstream(timeout=timeout_s)
@@ -143,7 +150,11 @@ class KvPeriodLease:
     async def _create(self) -> KeyValue:
         ttl = bucket_ttl(self.interval_s)
         config = KeyValueConfig(
-            bucket=self.bucket, ttl=ttl, history=1, description="chat-announcer period leases"
+            bucket=self.bucket,
+            ttl=ttl,
+            history=1,
+            replicas=self.replicas,
+            description="chat-announcer period leases",
         )
         try:
             kv = await self._js.create_key_value(config=config)
@@ -152,11 +163,22 @@ class KvPeriodLease:
             kv = await self._js.key_value(self.bucket)
             await self._check_ttl(kv)
             return kv
-        log.info("announcer.lease_bucket_created", bucket=self.bucket, ttl_s=ttl)
+        log.info(
+            "announcer.lease_bucket_created", bucket=self.bucket, ttl_s=ttl, replicas=self.replicas
+        )
         return kv
 
     async def _check_ttl(self, kv: KeyValue) -> None:
-        ttl = (await kv.status()).ttl
+        status = await kv.status()
+        replicas = status.stream_info.config.num_replicas or 1
+        if replicas < self.replicas:
+            log.warning(
+                "announcer.lease_bucket_replicas",
+                bucket=self.bucket,
+                replicas=replicas,
+                wanted=self.replicas,
+            )
+        ttl = status.ttl
         if ttl and ttl < 2 * self.interval_s:
             log.warning(
                 "announcer.lease_bucket_ttl_short",

@@ -63,6 +63,7 @@ async def _start(
         bucket=settings.announce_lease_bucket,
         interval_s=settings.announce_interval_s,
         owner=f"{socket.gethostname()}/{os.getpid()}",
+        replicas=settings.announce_lease_replicas,
     )
     await _prepare(lease)
     await controller.start(

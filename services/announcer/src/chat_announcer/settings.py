@@ -40,6 +40,10 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     announce_lease_bucket: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+\Z", max_length=64)] = (
         "chat_announcer"
     )
+    #: Replicas of the lease bucket when the announcer creates it: 3 on a 3-node
+    #: JetStream cluster, so periods are still claimed while a node is down. An
+    #: existing bucket keeps its replicas (a warning names both).
+    announce_lease_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     #: Health and metrics endpoint. Loopback unless deliberately exposed.
     metrics_host: str = "127.0.0.1"
     #: Next to the rooms service's 9101. 0 picks a free port (tests).

@@ -127,3 +127,18 @@ async def test_a_deleted_bucket_is_created_again_after_one_lost_period() -> None
         with pytest.raises(LeaseUnavailable):
             await replica.claim(2)
         assert await replica.claim(3)
+
+
+async def test_an_existing_bucket_with_fewer_replicas_is_used_and_named_in_a_warning() -> None:
+    async with nats_server() as server, clients(server.url, 1) as (nc,):
+        await nc.jetstream().create_key_value(KeyValueConfig(bucket=BUCKET, history=1, ttl=60))
+        wanted = KvPeriodLease(nc, bucket=BUCKET, interval_s=1.0, owner="a", replicas=3)
+        with structlog.testing.capture_logs() as logs:
+            assert await wanted.claim(1)
+        (warning,) = [e for e in logs if e["event"] == "announcer.lease_bucket_replicas"]
+        assert (warning["replicas"], warning["wanted"]) == (1, 3)
+
+
+def test_replicas_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError):
+        KvPeriodLease(Client(), bucket=BUCKET, interval_s=1.0, owner="a", replicas=0)

@@ -15,6 +15,7 @@ def test_defaults() -> None:
     assert settings.announce_text == "System maintenance is scheduled for 2 AM UTC."
     assert settings.announce_room_prefix == ""
     assert settings.announce_lease_bucket == "chat_announcer"
+    assert settings.announce_lease_replicas == 1
     assert settings.metrics_host == "127.0.0.1"
     assert settings.metrics_port == 9102
     assert settings.nats_url == "nats://127.0.0.1:4222"  # inherited from CommonSettings
@@ -27,6 +28,7 @@ def test_every_setting_is_read() -> None:
             "CHAT_ANNOUNCE_TEXT": "Hello",
             "CHAT_ANNOUNCE_ROOM_PREFIX": "team-",
             "CHAT_ANNOUNCE_LEASE_BUCKET": "staging_announcer",
+            "CHAT_ANNOUNCE_LEASE_REPLICAS": "3",
             "CHAT_METRICS_HOST": "0.0.0.0",
             "CHAT_METRICS_PORT": "0",
             "CHAT_NATS_URL": "nats://nats:4222",
@@ -37,6 +39,7 @@ def test_every_setting_is_read() -> None:
     assert settings.announce_text == "Hello"
     assert settings.announce_room_prefix == "team-"
     assert settings.announce_lease_bucket == "staging_announcer"
+    assert settings.announce_lease_replicas == 3
     assert settings.metrics_host == "0.0.0.0"
     assert settings.metrics_port == 0
     assert settings.nats_servers == ["nats://nats:4222"]
@@ -55,6 +58,8 @@ def test_every_setting_is_read() -> None:
         pytest.param("CHAT_ANNOUNCE_ROOM_PREFIX", "team.*", id="prefix-wildcard"),
         pytest.param("CHAT_ANNOUNCE_LEASE_BUCKET", "chat.announcer", id="bucket-dot"),
         pytest.param("CHAT_ANNOUNCE_LEASE_BUCKET", "", id="bucket-empty"),
+        pytest.param("CHAT_ANNOUNCE_LEASE_REPLICAS", "0", id="replicas-zero"),
+        pytest.param("CHAT_ANNOUNCE_LEASE_REPLICAS", "6", id="replicas-six"),
         pytest.param("CHAT_METRICS_PORT", "65536", id="port-too-big"),
         pytest.param("CHAT_METRICS_PORT", "-1", id="port-negative"),
     ],
