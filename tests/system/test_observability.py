@@ -2,7 +2,9 @@
 
 nats-server, chat-rooms and two gateways: the self-probe keeps a gateway ready
 and its round trips are exported; a stored message's end-to-end latency is
-counted once per message on every gateway that has members in the room.
+counted once per message on every gateway that has members in the room; and
+after a scripted session across both gateways, every counter scraped from them
+and from chat-rooms equals what the session did.
 """
 
 from __future__ import annotations
@@ -94,3 +96,88 @@ async def test_a_gateway_that_stops_hearing_nats_stops_being_ready(chat: Cluster
     samples = await eventually_metric(gateway, "chat_gateway_nats_hearing", 1)
     assert samples["chat_gateway_nats_probes_lost_total"] >= 2
     assert await asyncio.to_thread(http_status, gateway.port, "/readyz") == 200
+
+
+#: What clients are sent through the room (and so counted as delivered).
+ROOM_TYPES = ("serverNewMessage", "serverUserJoined", "serverUserLeft")
+
+
+async def counted(service: Service, expected: dict[str, float], before: dict[str, float]) -> None:
+    """The counters of ``service`` moved by exactly ``expected`` since ``before``:
+    polled until each has moved that far (they are exported as things happen), then
+    compared, so a counter that moved too far fails as well as one that lags."""
+    samples: dict[str, float] = {}
+    try:
+        async with asyncio.timeout(scaled(10)):
+            while True:
+                samples = await asyncio.to_thread(metrics, service)
+                moved = {n: samples.get(n, 0) - before.get(n, 0) for n in expected}
+                if all(moved[n] >= v for n, v in expected.items()):
+                    break
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        pass
+    moved = {n: samples.get(n, 0) - before.get(n, 0) for n in expected}
+    assert moved == expected, f"{service.name}: counted {moved}, happened {expected}"
+
+
+async def test_after_a_scripted_session_the_counters_equal_what_happened(chat: Cluster) -> None:
+    rooms = await chat.rooms()
+    a, b = await chat.gateway(), await chat.gateway()
+    before = {id(s): await asyncio.to_thread(metrics, s) for s in (rooms, a, b)}
+
+    async with connect(chat.ws_url(a, "general", user="Ann")) as ann:
+        await ann.expect("serverHistory")
+        async with connect(chat.ws_url(b, "general", user="Bob")) as bob:
+            await bob.expect("serverHistory")
+            await ann.expect("serverUserJoined")
+            async with connect(chat.ws_url(b, "general", user="Cat")) as cat:
+                await cat.expect("serverHistory")
+                for client in (ann, bob):
+                    await client.expect("serverUserJoined")
+                # Ann sends three, Bob two: each reaches all three of them.
+                for sender, texts in ((ann, ("a1", "a2", "a3")), (bob, ("b1", "b2"))):
+                    for text in texts:
+                        await sender.send_json(
+                            {"type": "clientSendMessage", "payload": {"text": text}}
+                        )
+                for client in (ann, bob, cat):
+                    for _ in range(5):
+                        await client.expect("serverNewMessage")
+            # Cat leaves: Ann and Bob are told.
+            for client in (ann, bob):
+                assert (await client.expect("serverUserLeft"))["payload"] == {"user": "Cat"}
+        assert (await ann.expect("serverUserLeft"))["payload"] == {"user": "Bob"}
+        await counted(a, {"chat_gateway_connections": 1}, {})  # Ann, still here
+        await counted(b, {"chat_gateway_connections": 0}, {})
+        delivered_a = sum(m["type"] in ROOM_TYPES for m in ann.received)
+        delivered_b = sum(m["type"] in ROOM_TYPES for c in (bob, cat) for m in c.received)
+    assert delivered_a == 5 + 2 + 2  # five messages, Bob's and Cat's joins and leaves
+    assert delivered_b == 5 * 2 + 1 + 1  # five messages each, Cat's join and leave to Bob
+
+    for gateway, opened, sent, delivered in ((a, 1, 3, delivered_a), (b, 2, 2, delivered_b)):
+        await counted(
+            gateway,
+            {
+                "chat_gateway_connections_opened_total": opened,
+                "chat_gateway_frames_received_total": sent,
+                "chat_gateway_messages_stored_total": sent,
+                "chat_gateway_frames_delivered_total": delivered,
+                # Once per message per gateway with members, however many members.
+                "chat_gateway_delivery_latency_seconds_count": 5,
+                "chat_gateway_connections": 0,
+                "chat_gateway_duplicate_sends_total": 0,
+                "chat_gateway_messages_rate_limited_total": 0,
+                "chat_gateway_slow_consumer_disconnects_total": 0,
+            },
+            before[id(gateway)],
+        )
+    await counted(
+        rooms,
+        {
+            "chat_rooms_arrivals_announced_total": 3,
+            "chat_rooms_departures_announced_total": 3,
+            "chat_rooms_members_lost_total": 0,
+        },
+        before[id(rooms)],
+    )

@@ -240,3 +240,43 @@ async def test_a_connection_lets_its_writer_go_once_its_queue_has_drained() -> N
     protocol.connection_lost(None)
     conn.mark_closed(1006)
     await conn.finish()
+
+
+# What WebSocketProtocol overrides or reads of uvicorn's protocol, none of it public
+# API: an upgrade of uvicorn that renames one fails here, not in production.
+UVICORN_METHODS = (
+    "handle_connect",
+    "send",
+    "data_received",
+    "pause_writing",
+    "resume_writing",
+    "send_keepalive_ping",
+    "keepalive_timeout",
+    "shutdown",
+    "connection_lost",
+)
+UVICORN_STATE = {
+    "handshake_complete": bool,
+    "close_sent": bool,
+    "disconnected": bool,
+    "transport": asyncio.Transport,
+    "loop": asyncio.AbstractEventLoop,
+    "scope": dict,
+}
+
+
+async def test_the_uvicorn_internals_it_builds_on_are_there() -> None:
+    base = WebSocketProtocol.__mro__[1]
+    for name in UVICORN_METHODS:
+        assert callable(getattr(base, name, None)), f"uvicorn's protocol has no {name}()"
+        assert name in vars(WebSocketProtocol), f"{name} is not overridden"
+    protocol, _, _ = await lent()
+    for name, kind in UVICORN_STATE.items():
+        assert isinstance(getattr(protocol, name, None), kind), f"uvicorn's protocol.{name}"
+    assert protocol.initial_response is None
+    # What uvicorn calls on the two it gets in place of its own queue and event.
+    for name in ("put_nowait", "get", "empty"):
+        assert callable(getattr(protocol.queue, name, None)), f"queue.{name}"
+    for name in ("set", "clear", "is_set", "wait"):
+        assert callable(getattr(protocol.writable, name, None)), f"writable.{name}"
+    protocol.connection_lost(None)
