@@ -144,7 +144,7 @@ class KvPeriodLease:
             kv = await self._js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
             return await self._create()
-        await self._check_ttl(kv)
+        await self._check_existing(kv)
         return kv
 
     async def _create(self) -> KeyValue:
@@ -161,14 +161,15 @@ class KvPeriodLease:
         except nats.js.errors.BadRequestError:
             # Another replica created it first, with another TTL: use theirs.
             kv = await self._js.key_value(self.bucket)
-            await self._check_ttl(kv)
+            await self._check_existing(kv)
             return kv
         log.info(
             "announcer.lease_bucket_created", bucket=self.bucket, ttl_s=ttl, replicas=self.replicas
         )
         return kv
 
-    async def _check_ttl(self, kv: KeyValue) -> None:
+    async def _check_existing(self, kv: KeyValue) -> None:
+        """Log what of a bucket found in place falls short of what this would create."""
         status = await kv.status()
         replicas = status.stream_info.config.num_replicas or 1
         if replicas < self.replicas:
